@@ -1,0 +1,1 @@
+//! Kubernetes side of the driver: CRD types, SecretProviderClass cache, pod status, events, secret sync.

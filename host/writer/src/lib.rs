@@ -1,0 +1,1 @@
+//! Atomic, confined writer of a mount's files (kubelet AtomicWriter semantics).

@@ -1,0 +1,1 @@
+//! A local Azure Key Vault + AAD + IMDS + NMI emulator for tests, the demo and provider authors.
