@@ -31,7 +31,10 @@ impl fmt::Debug for MountRequest {
         f.debug_struct("MountRequest")
             .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .field("default_file_mode", &format_args!("{:o}", self.default_file_mode))
+            .field(
+                "default_file_mode",
+                &format_args!("{:o}", self.default_file_mode),
+            )
             .field("current_object_versions", &self.current_object_versions)
             .finish()
     }

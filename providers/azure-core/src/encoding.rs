@@ -1,0 +1,114 @@
+//! Base64 and hex decoding with the semantics of the Go code upstream relies on, and error
+//! messages that give a position only, never the (secret) input.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Go's `base64.StdEncoding`: padding required, non-zero trailing bits tolerated.
+const GO_STD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Standard alphabet, padding optional (JSON `[]byte` fields as Azure SDKs read them).
+const LENIENT_STD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// URL-safe alphabet, padding optional (JSON Web Key members).
+const LENIENT_URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("illegal base64 data at input byte {0}")]
+    Base64(usize),
+    #[error("invalid hex data at input byte {0}")]
+    Hex(usize),
+    #[error("odd length hex string")]
+    OddHex,
+}
+
+fn position(error: base64::DecodeError, len: usize) -> DecodeError {
+    match error {
+        base64::DecodeError::InvalidByte(offset, _)
+        | base64::DecodeError::InvalidLastSymbol(offset, _) => DecodeError::Base64(offset),
+        base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidPadding => {
+            DecodeError::Base64(len)
+        }
+    }
+}
+
+/// Go's `base64.StdEncoding.DecodeString`, which skips `\r` and `\n`.
+pub fn go_std_base64(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let cleaned: Vec<u8> = text
+        .bytes()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect();
+    GO_STD
+        .decode(&cleaned)
+        .map_err(|e| position(e, cleaned.len()))
+}
+
+pub fn lenient_std_base64(text: &str) -> Result<Vec<u8>, DecodeError> {
+    LENIENT_STD
+        .decode(text)
+        .map_err(|e| position(e, text.len()))
+}
+
+pub fn lenient_url_base64(text: &str) -> Result<Vec<u8>, DecodeError> {
+    LENIENT_URL
+        .decode(text)
+        .map_err(|e| position(e, text.len()))
+}
+
+/// Go's `hex.DecodeString` (either case, even length).
+pub fn go_hex(text: &str) -> Result<Vec<u8>, DecodeError> {
+    let bytes = text.as_bytes();
+    let value = |b: u8| -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    };
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hi = value(pair[0]).ok_or(DecodeError::Hex(2 * i))?;
+        let Some(&lo) = pair.get(1) else {
+            return Err(DecodeError::OddHex);
+        };
+        let lo = value(lo).ok_or(DecodeError::Hex(2 * i + 1))?;
+        out.push((hi << 4) | lo);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_semantics() {
+        assert_eq!(go_std_base64("aGk=\r\n").unwrap(), b"hi");
+        assert_eq!(go_std_base64("aGl=").unwrap(), b"hi"); // trailing bits tolerated
+        assert_eq!(go_std_base64("aGk"), Err(DecodeError::Base64(3)));
+        assert_eq!(go_std_base64("a!k="), Err(DecodeError::Base64(1)));
+        assert_eq!(go_hex("48656C6c6f").unwrap(), b"Hello");
+        assert_eq!(go_hex("4"), Err(DecodeError::OddHex));
+        assert_eq!(go_hex("zz"), Err(DecodeError::Hex(0)));
+        assert_eq!(lenient_url_base64("-_8").unwrap(), vec![0xfb, 0xff]);
+    }
+}
