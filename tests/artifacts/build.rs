@@ -11,7 +11,7 @@ use std::process::Command;
 
 /// (workspace, [(constant, artifact file stem)])
 const WORKSPACES: &[(&str, &[(&str, &str)])] = &[
-    ("providers", &[]),
+    ("providers", &[("AZURE", "azure")]),
     (
         "tests/guests",
         &[

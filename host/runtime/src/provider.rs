@@ -109,6 +109,20 @@ impl Provider {
         &self.inner.name
     }
 
+    /// The same module under another policy (no recompilation). It gets its own connection pool and
+    /// an empty cache.
+    pub fn with_policy(&self, policy: Policy) -> Provider {
+        let inner = &self.inner;
+        Provider::new(
+            inner.runtime.clone(),
+            &inner.name,
+            inner.digest.clone(),
+            inner.component.clone(),
+            inner.pre.clone(),
+            policy,
+        )
+    }
+
     /// SHA-256 of the module, hex.
     pub fn digest(&self) -> &str {
         &self.inner.digest

@@ -1,0 +1,53 @@
+//! Log setup shared by every command: text or JSON, a verbosity, and caps on the libraries that log
+//! secrets at high verbosity (those caps hold whatever the operator asks for).
+
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct LogOptions {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Verbosity: 0 errors and warnings, 1 info, 2 debug, 3 or more trace (klog-style `-v`).
+    #[arg(short = 'v', long = "v", default_value_t = 1, global = true)]
+    pub verbosity: u8,
+}
+
+impl LogOptions {
+    pub fn filter(&self) -> EnvFilter {
+        let level = match self.verbosity {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        let mut filter = EnvFilter::new(level);
+        for cap in secrets_store_runtime::redact::THIRD_PARTY_LOG_CAPS {
+            if let Ok(directive) = cap.parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+        filter
+    }
+
+    /// Install the global subscriber (logs go to stderr; stdout is for command output).
+    pub fn init(&self) {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(self.filter())
+            .with_writer(std::io::stderr);
+        let result = match self.log_format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        };
+        // A second initialisation (tests) keeps the first subscriber.
+        let _ = result;
+    }
+}
