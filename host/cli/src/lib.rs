@@ -4,6 +4,7 @@
 pub mod inspect;
 pub mod local;
 pub mod logging;
+pub mod serve;
 
 use std::path::PathBuf;
 

@@ -16,6 +16,9 @@ pub struct LogOptions {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// JSON logs (upstream's flag; the same as --log-format=json).
+    #[arg(long, global = true)]
+    pub log_format_json: bool,
     /// Verbosity: 0 errors and warnings, 1 info, 2 debug, 3 or more trace (klog-style `-v`).
     #[arg(short = 'v', long = "v", default_value_t = 1, global = true)]
     pub verbosity: u8,
@@ -43,9 +46,11 @@ impl LogOptions {
         let builder = tracing_subscriber::fmt()
             .with_env_filter(self.filter())
             .with_writer(std::io::stderr);
-        let result = match self.log_format {
-            LogFormat::Text => builder.try_init(),
-            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        let json = self.log_format == LogFormat::Json || self.log_format_json;
+        let result = if json {
+            builder.json().flatten_event(true).try_init()
+        } else {
+            builder.try_init()
         };
         // A second initialisation (tests) keeps the first subscriber.
         let _ = result;

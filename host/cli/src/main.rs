@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use secrets_store_host::local::{self, MountOptions, SandboxOptions};
 use secrets_store_host::logging::LogOptions;
+use secrets_store_host::serve::{self, ProviderOptions, ServeOptions};
 use secrets_store_host::{CliError, inspect};
 
 #[derive(Parser)]
@@ -23,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the CSI node plugin (Identity and Node services for kubelet).
+    Serve(Box<ServeOptions>),
+    /// Serve a wasm provider over the upstream provider API (v1alpha1), for the upstream driver.
+    Provider(ProviderOptions),
     /// Run a provider on a SecretProviderClass and write its files into a local directory.
     Mount(MountOptions),
     /// Check a provider module against the world and show what it needs.
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<String, CliError> {
     match command {
+        Command::Serve(options) => serve::serve(*options).await.map(|()| String::new()),
+        Command::Provider(options) => serve::provider(options).await.map(|()| String::new()),
         Command::Mount(options) => {
             let json = options.json;
             let report = local::run(options).await?;

@@ -10,7 +10,9 @@ mod error;
 pub mod events;
 pub mod pod;
 pub mod pod_status;
+pub mod secret_sync;
 pub mod spc_cache;
+pub mod tls;
 
 pub use client::{ClientOptions, build as build_client};
 pub use crd::v1::{SecretProviderClass, SecretProviderClassPodStatus};
@@ -18,4 +20,5 @@ pub use error::Error;
 pub use events::{EventRecorder, EventType, pod_reference};
 pub use pod::{PodInfo, get_pod};
 pub use pod_status::{MountStatus, PodStatusWriter, WriteOutcome, pod_status_name};
+pub use secret_sync::{MANAGED_LABEL, SecretSync, SyncReport, SyncRequest};
 pub use spc_cache::SpcCache;

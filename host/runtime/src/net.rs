@@ -134,7 +134,12 @@ impl FromStr for ResolveOverride {
             .trim_end_matches(']')
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        if host.is_empty() {
+        // Only a name or an IP literal can ever equal a request's host; anything else (`a]b`,
+        // `x,y`) would be an override that silently never applies.
+        let name = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if host.is_empty() || !(name || std::net::IpAddr::from_str(&host).is_ok()) {
             return Err(bad());
         }
         let addr = SocketAddr::from_str(to)
@@ -938,6 +943,9 @@ mod tests {
             "host:443",
             ":443=1.2.3.4",
             "h:443=nonsense",
+            // Found by the `resolve_override` fuzz target: brackets or commas left in the host.
+            "[::1],:443=[::1]:9443",
+            "x].:443=127.0.0.1",
         ] {
             assert!(
                 bad.parse::<ResolveOverride>()

@@ -1,6 +1,7 @@
 //! Property test: any sequence of payloads, valid or not, leaves the target showing exactly the
 //! last payload that was accepted, with the writer's layout and nothing leaked; a refused
-//! payload and a repeated one change nothing on disk.
+//! payload and a repeated one change nothing on disk, and a fresh writer on the same target (a
+//! driver restart) sees the same payload.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -18,6 +19,8 @@ fn element() -> impl Strategy<Value = String> {
     prop_oneof![
         14 => prop::sample::select(vec!["a", "b", "c", "key.pem"]).prop_map(str::to_owned),
         1 => prop::sample::select(vec!["", ".", "..", "..data", "..x", "n\0l"]).prop_map(str::to_owned),
+        // One byte over NAME_MAX: refused, where 255 bytes are accepted.
+        1 => prop::sample::select(vec![255, 256]).prop_map(|len| "l".repeat(len)),
     ]
 }
 
@@ -56,11 +59,18 @@ enum Step {
     Write(Vec<File>),
     /// The last accepted payload again, in reverse order.
     Repeat,
+    /// A fresh writer on the same target, as after a driver restart: it must pick up the live
+    /// payload from the directory alone.
+    Reopen,
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
-        prop_oneof![4 => payload().prop_map(Step::Write), 1 => Just(Step::Repeat)],
+        prop_oneof![
+            8 => payload().prop_map(Step::Write),
+            2 => Just(Step::Repeat),
+            1 => Just(Step::Reopen),
+        ],
         1..10,
     )
 }
@@ -71,7 +81,7 @@ proptest! {
     #[test]
     fn target_always_shows_the_last_accepted_payload(steps in steps()) {
         let target = tempfile::tempdir().unwrap();
-        let writer = AtomicWriter::open(target.path()).unwrap();
+        let mut writer = AtomicWriter::open(target.path()).unwrap();
         let mut last: Option<Vec<File>> = None;
         for step in steps {
             let files = match step {
@@ -80,6 +90,13 @@ proptest! {
                     Some(files) => files.iter().rev().cloned().collect(),
                     None => continue,
                 },
+                Step::Reopen => {
+                    writer = AtomicWriter::open(target.path()).unwrap();
+                    let mut expected = last.clone().unwrap_or_default();
+                    expected.sort_by(|a, b| a.path.cmp(&b.path));
+                    prop_assert_eq!(writer.read_payload().unwrap(), expected);
+                    continue;
+                }
             };
             let before = snapshot(target.path());
             let result = writer.write(&files);

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::challenge::VaultChallenge;
+use crate::encoding::json_error;
 use crate::params::{AuthMode, MountConfig};
 use crate::{HttpRequest, Method};
 
@@ -293,7 +294,7 @@ fn checked_token(token: Option<String>) -> Result<String, TokenError> {
 /// An AAD v2 (or IMDS) token response. `expires_on` (absolute) wins over `expires_in`.
 pub fn parse_token_response(body: &[u8], now: u64) -> Result<AccessToken, TokenError> {
     let parsed: TokenJson =
-        serde_json::from_slice(body).map_err(|e| TokenError::Json(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| TokenError::Json(json_error(&e)))?;
     let token = checked_token(parsed.access_token)?;
     let expires_on = parsed
         .expires_on
@@ -318,7 +319,7 @@ struct NmiJson {
 /// means "already expired", as upstream's `Token.Expires` decides.
 pub fn parse_nmi_response(body: &[u8]) -> Result<AccessToken, TokenError> {
     let parsed: NmiJson =
-        serde_json::from_slice(body).map_err(|e| TokenError::Json(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| TokenError::Json(json_error(&e)))?;
     let token = parsed.token.ok_or(TokenError::NmiIncomplete)?;
     if parsed.clientid.as_deref().unwrap_or_default().is_empty() {
         return Err(TokenError::NmiIncomplete);
@@ -340,8 +341,9 @@ struct AadErrorJson {
 /// `error: error_description` of an AAD or IMDS error body, when it has one.
 pub fn parse_aad_error(body: &[u8]) -> Option<String> {
     let parsed: AadErrorJson = serde_json::from_slice(body).ok()?;
-    let error = parsed.error?;
-    // AADSTS descriptions end with trace/correlation ids on new lines; one line reads better.
+    // AADSTS descriptions end with trace/correlation ids on new lines; one line reads better,
+    // and a line break in the code would start a forged log line.
+    let error = parsed.error?.replace(['\r', '\n'], " ");
     let description = parsed
         .error_description
         .unwrap_or_default()

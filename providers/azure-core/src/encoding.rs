@@ -1,5 +1,5 @@
 //! Base64 and hex decoding with the semantics of the Go code upstream relies on, and error
-//! messages that give a position only, never the (secret) input.
+//! messages that give a position only, never the (secret) input; JSON errors likewise.
 
 use base64::Engine as _;
 use base64::alphabet;
@@ -70,6 +70,33 @@ pub fn lenient_url_base64(text: &str) -> Result<Vec<u8>, DecodeError> {
     LENIENT_URL
         .decode(text)
         .map_err(|e| position(e, text.len()))
+}
+
+/// A `serde_json` error as text, with every string it quotes from the input cut to `"…"`.
+/// serde describes a value of the wrong type by quoting it (`invalid type: string "…",
+/// expected struct …`), and in a token or secret response that value is the token or the secret.
+/// The category, the expected shape and the position stay.
+pub fn json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            // serde quotes with `{:?}`: skip escaped characters up to the closing quote.
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            out.push_str("…\"");
+        }
+    }
+    out
 }
 
 /// Go's `hex.DecodeString` (either case, even length).

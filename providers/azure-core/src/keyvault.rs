@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::encoding::{lenient_std_base64, lenient_url_base64};
+use crate::encoding::{json_error, lenient_std_base64, lenient_url_base64};
 
 use crate::params::ObjectType;
 
@@ -69,8 +69,7 @@ pub enum BodyError {
 }
 
 fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, BodyError> {
-    // serde_json reports a position and a category, never the text it choked on.
-    serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| BodyError::Json(json_error(&e)))
 }
 
 /// A secret bundle. `Debug` omits the value.

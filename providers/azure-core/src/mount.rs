@@ -112,9 +112,17 @@ fn transport_error(
 ) -> ProviderError {
     let destination = destination(url);
     let message = match e {
-        TransportError::Denied(reason) => format!(
-            "{what}: the host's outbound policy refused the request to {destination} ({reason}); allow {destination} in the azure provider's policy"
-        ),
+        TransportError::Denied(reason) => {
+            // The wasm host's reason is the destination itself: say it once.
+            let why = if reason.is_empty() || reason == destination {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
+            format!(
+                "{what}: the host's outbound policy refused the request to {destination}{why}; allow {destination} in the azure provider's policy"
+            )
+        }
         other => format!("{what}: could not reach {destination}: {other}"),
     };
     error(ErrorKind::Unavailable, object, message)

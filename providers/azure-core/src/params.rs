@@ -406,8 +406,10 @@ pub fn workload_identity_token(tokens_json: &str) -> Result<String, ProviderErro
     }
     let tokens: BTreeMap<String, ServiceAccountToken> =
         serde_json::from_str(tokens_json).map_err(|e| {
-            // serde_json's message carries a position, never the token text.
-            invalid(format!("failed to unmarshal service account tokens: {e}"))
+            invalid(format!(
+                "failed to unmarshal service account tokens: {}",
+                crate::encoding::json_error(&e)
+            ))
         })?;
     match tokens.get(WORKLOAD_IDENTITY_AUDIENCE) {
         Some(entry) if !entry.token.is_empty() => Ok(entry.token.clone()),

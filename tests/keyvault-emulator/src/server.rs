@@ -328,6 +328,18 @@ async fn handle(
         _ => {}
     }
     if let Some(fault) = decision.fault {
+        // A faulted token request never reaches its handler, which counts the others.
+        let endpoint = match class {
+            RequestClass::AadToken => Some("aad"),
+            RequestClass::Imds => Some("imds"),
+            RequestClass::Nmi => Some("nmi"),
+            _ => None,
+        };
+        if let Some(endpoint) = endpoint {
+            inner
+                .observer
+                .count(|c| *c.token_requests.entry(endpoint.into()).or_insert(0) += 1);
+        }
         match fault {
             Fault::Drop => {
                 inner.observer.count(|c| c.dropped += 1);
