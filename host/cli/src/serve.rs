@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use secrets_store_csi::{IdentityService, NodeService, ProviderApiService, server};
-use secrets_store_k8s::{ClientOptions, EventRecorder, PodStatusWriter, SpcCache};
+use secrets_store_k8s::{ClientOptions, EventRecorder, PodStatusWriter, SecretSync, SpcCache};
 use secrets_store_metrics::Metrics;
 use secrets_store_proto::csi::v1::identity_server::IdentityServer;
 use secrets_store_proto::csi::v1::node_server::NodeServer;
@@ -230,6 +230,11 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
                 classes,
                 pod_status,
                 events: events.clone(),
+                secrets: SecretSync::new(
+                    client.clone(),
+                    events.clone(),
+                    options.enable_secret_sync,
+                ),
             },
         )
         .with_metrics(metrics.clone()),

@@ -793,3 +793,116 @@ mod legacy {
         seen
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_objects_are_synced_when_enabled() {
+    let driver = Driver::start(Setup {
+        args: vec!["--enable-secret-sync".into()],
+        ..echo_setup("")
+    })
+    .await;
+    let uid = driver.create_pod(NS, "web");
+    driver
+        .api
+        .create_json(serde_json::json!({
+            "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+            "metadata": {"name": "synced-class", "namespace": NS},
+            "spec": {
+                "provider": "echo",
+                "parameters": {"files": r#"[{"path":"greeting","contents":"hello"}]"#},
+                "secretObjects": [{
+                    "secretName": "web-greeting", "type": "Opaque", "labels": {"app": "web"},
+                    "data": [{"objectName": "greeting", "key": "message"}]
+                }]
+            }
+        }))
+        .unwrap();
+    let mut node = driver.node().await;
+    let target = driver.target("uid-web", "synced");
+    node.node_publish_volume(driver.publish_request(
+        "vol-synced",
+        &target,
+        "synced-class",
+        (NS, "web", uid.as_str()),
+    ))
+    .await
+    .unwrap();
+    let secret = driver
+        .api
+        .get_json("", "secrets", NS, "web-greeting")
+        .expect("the Secret is created with the mount");
+    assert_eq!(secret["data"]["message"], "aGVsbG8=");
+    assert_eq!(
+        secret["metadata"]["labels"]["secrets-store.csi.k8s.io/managed"],
+        "true"
+    );
+    assert_eq!(secret["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"], "SecretProviderClassPodStatus",
+        "a pod without a controller: the pod status owns it"
+    );
+    node.node_unpublish_volume(unpublish("vol-synced", &target))
+        .await
+        .unwrap();
+    // Deleting the pod removes its status object and, through the owner references, the Secret.
+    driver
+        .api
+        .delete::<k8s_openapi::api::core::v1::Pod>(NS, "web")
+        .unwrap();
+    assert!(
+        driver
+            .api
+            .get_json("", "secrets", NS, "web-greeting")
+            .is_none(),
+        "garbage collected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_added_to_the_configmap_are_used_without_a_restart() {
+    let mut setup = echo_setup("");
+    setup
+        .modules
+        .push(("second.wasm".into(), guests::ECHO.into()));
+    let driver = Driver::start(setup).await;
+    let uid = driver.create_pod(NS, "p");
+    driver.create_class(
+        NS,
+        "second",
+        "second",
+        &[("files", r#"[{"path":"x","contents":"from second"}]"#)],
+    );
+    let mut node = driver.node().await;
+    let target = driver.target("uid-p", "second");
+    let request = driver.publish_request("vol-second", &target, "second", (NS, "p", uid.as_str()));
+    let status = node.node_publish_volume(request.clone()).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "not configured yet: {status:?}"
+    );
+
+    // The operator edits the ConfigMap: kubelet swaps the file in place.
+    let yaml = "providers:\n  echo:\n    module: echo.wasm\n  second:\n    module: second.wasm\n";
+    let staged = driver.providers_dir.join(".providers.yaml.new");
+    std::fs::write(&staged, yaml).unwrap();
+    std::fs::rename(&staged, driver.providers_dir.join("providers.yaml")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match node.node_publish_volume(request.clone()).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the new provider was never picked up"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(read(&target, "x"), "from second");
+    node.node_unpublish_volume(unpublish("vol-second", &target))
+        .await
+        .unwrap();
+}

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use secrets_store_contract::{MountResponse, ObjectVersion};
+use secrets_store_contract::{File, MountResponse, ObjectVersion};
 use secrets_store_k8s::crd::SecretProviderClassObject;
 use secrets_store_k8s::crd::v1::SecretProviderClass;
-use secrets_store_k8s::{EventRecorder, EventType, MountStatus, PodStatusWriter, SpcCache};
+use secrets_store_k8s::{
+    EventRecorder, EventType, MountStatus, PodStatusWriter, SecretSync, SpcCache, SyncRequest,
+};
 use secrets_store_providers::{ProviderHandle, ProviderRegistry};
 use secrets_store_runtime::CallContext;
 use secrets_store_writer::AtomicWriter;
@@ -86,6 +88,8 @@ pub struct Cluster {
     pub classes: SpcCache,
     pub pod_status: PodStatusWriter,
     pub events: EventRecorder,
+    /// Kubernetes Secrets from `spec.secretObjects` (a no-op unless sync is enabled).
+    pub secrets: SecretSync,
 }
 
 pub struct Publisher {
@@ -268,6 +272,8 @@ impl Publisher {
                 Ok(PublishOutcome::Mounted { files })
             }
             Err(error) => {
+                tracing::warn!(volume = %request.volume_id, pod = %context.pod(), class = %context.class,
+                    reason = error.reason(), error = %error, "publish failed");
                 self.metrics.publish(&provider_label, Some(error.reason()));
                 self.cluster.events.record_pod(
                     &context.pod_namespace,
@@ -338,6 +344,10 @@ impl Publisher {
             response.object_versions.clone(),
             Instant::now(),
         );
+        // The pod status is written first: a pod without a controller owner makes it the Secrets'
+        // owner.
+        self.sync_secrets(&class, context, &response.files, false, provider.name())
+            .await;
         tracing::info!(volume = %request.volume_id, pod = %context.pod(), class = %context.class, provider = provider.name(),
             files = response.files.len(), "volume mounted");
         Ok((provider.name().to_string(), response.files.len()))
@@ -391,6 +401,10 @@ impl Publisher {
             if outcome.changed {
                 self.record_status(context, target, &response).await?;
             }
+            // Also when unchanged: the sync remembers what it wrote, so this costs no API call,
+            // and it repairs a Secret someone changed by hand.
+            self.sync_secrets(&class, context, &response.files, true, provider.name())
+                .await;
             Ok::<_, PublishError>((outcome.changed, response.object_versions))
         }
         .await;
@@ -566,6 +580,39 @@ impl Publisher {
                 class: context.class.clone(),
                 source: Box::new(source),
             })
+    }
+
+    async fn sync_secrets(
+        &self,
+        class: &SecretProviderClass,
+        context: &VolumeContext,
+        files: &[File],
+        rotation: bool,
+        provider: &str,
+    ) {
+        if class.spec.secret_objects.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let report = self
+            .cluster
+            .secrets
+            .sync(&SyncRequest {
+                class,
+                pod_namespace: &context.pod_namespace,
+                pod_name: &context.pod_name,
+                pod_uid: &context.pod_uid,
+                files,
+                rotation,
+            })
+            .await;
+        for _ in &report.written {
+            self.metrics.secret_sync(provider, started.elapsed());
+        }
+        if !report.failed.is_empty() {
+            tracing::warn!(pod = %context.pod(), class = %context.class, failed = report.failed.len(),
+                "some Secrets could not be synced; see the pod's events");
+        }
     }
 
     async fn record_status(

@@ -625,6 +625,7 @@ enum FetchError {
     Prohibited,
     Dns(String),
     Refused,
+    Terminated,
     ConnectTimeout,
     Tls(String),
     Timeout(&'static str),
@@ -639,6 +640,7 @@ impl fmt::Display for FetchError {
             FetchError::Prohibited => f.write_str("destination address prohibited"),
             FetchError::Dns(e) => write!(f, "name resolution failed: {e}"),
             FetchError::Refused => f.write_str("connection refused"),
+            FetchError::Terminated => f.write_str("connection closed before the response"),
             FetchError::ConnectTimeout => f.write_str("connect timed out"),
             FetchError::Tls(e) => write!(f, "TLS: {e}"),
             FetchError::Timeout(what) => write!(f, "timed out: {what}"),
@@ -658,6 +660,7 @@ impl From<FetchError> for HttpError {
                 info_code: None,
             },
             FetchError::Refused => HttpError::ConnectionRefused,
+            FetchError::Terminated => HttpError::ConnectionTerminated,
             FetchError::ConnectTimeout => HttpError::ConnectionTimeout,
             FetchError::Tls(_) => HttpError::TlsCertificateError,
             FetchError::Timeout(_) => HttpError::ConnectionReadTimeout,
@@ -673,6 +676,13 @@ fn classify_client_error(e: &hyper_util::client::legacy::Error) -> FetchError {
     while let Some(err) = source {
         if let Some(connect) = err.downcast_ref::<ConnectError>() {
             return connect.0.clone();
+        }
+        // The server closed the connection before answering (a dropped or reset connection, or a
+        // pooled keep-alive connection it had already closed): the provider may retry.
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled())
+        {
+            return FetchError::Terminated;
         }
         source = err.source();
     }
