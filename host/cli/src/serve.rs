@@ -182,10 +182,23 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         },
     );
     let report = registry.reload();
-    metrics.module_reload(report.failed.is_empty(), registry.loaded().len());
+    let stats = registry.stats();
+    metrics.modules(stats.loads, stats.reload_failures, stats.loaded);
     for (name, why) in &report.failed {
         tracing::warn!(provider = %name, error = %why, "provider not loaded");
     }
+    // Every reload the watcher does reaches the metrics.
+    let reload_metrics = {
+        let registry = registry.clone();
+        let metrics = metrics.clone();
+        let mut generation = registry.generation();
+        tokio::spawn(async move {
+            while generation.changed().await.is_ok() {
+                let stats = registry.stats();
+                metrics.modules(stats.loads, stats.reload_failures, stats.loaded);
+            }
+        })
+    };
     let _watch = match &options.providers_dir {
         Some(_) => Some(registry.watch().map_err(|e| CliError::Option {
             option: "--providers-dir",
@@ -271,6 +284,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
     let result = server::serve(router, &socket, termination()).await;
     let _ = shutdown_tx.send(true);
     let _ = metrics_task.await;
+    reload_metrics.abort();
     events.flush().await;
     result.map_err(|e| CliError::Option {
         option: "--endpoint",

@@ -21,7 +21,7 @@ fn echo_setup(extra: &str) -> Setup {
     Setup {
         providers_yaml: format!("providers:\n  echo:\n    module: echo.wasm\n{extra}"),
         modules: vec![("echo.wasm".into(), guests::ECHO.into())],
-        args: vec![],
+        ..Setup::default()
     }
 }
 
@@ -382,7 +382,7 @@ async fn one_operation_per_volume_at_a_time() {
             hold.addr
         ),
         modules: vec![("fetch.wasm".into(), guests::FETCH.into())],
-        args: vec![],
+        ..Setup::default()
     };
     let driver = Driver::start(setup).await;
     let uid_p = driver.create_pod(NS, "p");
@@ -424,7 +424,7 @@ async fn sigterm_lets_calls_in_flight_finish() {
             hold.addr
         ),
         modules: vec![("fetch.wasm".into(), guests::FETCH.into())],
-        args: vec![],
+        ..Setup::default()
     };
     let mut driver = Driver::start(setup).await;
     let uid_p = driver.create_pod(NS, "p");
@@ -631,6 +631,7 @@ async fn azure_mounts_rotates_and_keeps_content_when_a_refresh_fails() {
         providers_yaml: "providers:\n  azure:\n    module: azure.wasm\n    allowedHosts: [\"https://*.vault.azure.net\", \"https://login.microsoftonline.com\"]\n".into(),
         modules: vec![("azure.wasm".into(), guests::AZURE.into())],
         args,
+        ..Setup::default()
     };
     let driver = Driver::start(setup).await;
     let uid_app = driver.create_pod(NS, "app");
@@ -903,6 +904,89 @@ async fn providers_added_to_the_configmap_are_used_without_a_restart() {
     }
     assert_eq!(read(&target, "x"), "from second");
     node.node_unpublish_volume(unpublish("vol-second", &target))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_volume_is_a_write_error_and_leaves_nothing() {
+    let driver = Driver::start(Setup {
+        args: vec!["--volume-size-limit-mib=1".into()],
+        ..echo_setup("")
+    })
+    .await;
+    let uid = driver.create_pod(NS, "p");
+    // Three files of 500 kB: within the provider's policy, more than the 1 MiB volume holds.
+    driver.create_class(NS, "big", "echo", &[("generate", "3:500000")]);
+    let mut node = driver.node().await;
+    let target = driver.target("uid-p", "big");
+    let status = node
+        .node_publish_volume(driver.publish_request(
+            "vol-big",
+            &target,
+            "big",
+            (NS, "p", uid.as_str()),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().contains("writing the files"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !target.exists(),
+        "the failed volume is unmounted and removed"
+    );
+    assert!(driver.our_mounts().is_empty());
+    let body = http_get(driver.metrics, "/metrics").await;
+    assert!(
+        body.contains(
+            "node_publish_error_total{provider=\"echo\",error_type=\"FileWriteError\"} 1"
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_module_is_refused_counted_and_does_not_stop_the_others() {
+    let mut setup = echo_setup("  broken:\n    module: broken.wasm\n");
+    let truncated = std::fs::read(guests::ECHO).unwrap()[..1000].to_vec();
+    setup.module_bytes.push(("broken.wasm".into(), truncated));
+    let driver = Driver::start(setup).await;
+    let uid = driver.create_pod(NS, "p");
+    driver.create_class(NS, "uses-broken", "broken", &[("a", "b")]);
+    driver.create_class(NS, "uses-echo", "echo", &[("a", "b")]);
+    let mut node = driver.node().await;
+    let target = driver.target("uid-p", "broken");
+    let status = node
+        .node_publish_volume(driver.publish_request(
+            "vol-broken",
+            &target,
+            "uses-broken",
+            (NS, "p", uid.as_str()),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("broken"), "{}", status.message());
+    let ok = driver.target("uid-p", "echo");
+    node.node_publish_volume(driver.publish_request(
+        "vol-echo",
+        &ok,
+        "uses-echo",
+        (NS, "p", uid.as_str()),
+    ))
+    .await
+    .expect("the other providers keep working");
+    let body = http_get(driver.metrics, "/metrics").await;
+    assert!(
+        body.contains("provider_module_reloads_total{result=\"failure\"}"),
+        "{body}"
+    );
+    assert!(body.contains("provider_modules_loaded 1"), "{body}");
+    node.node_unpublish_volume(unpublish("vol-echo", &ok))
         .await
         .unwrap();
 }

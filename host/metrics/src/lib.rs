@@ -91,6 +91,8 @@ pub struct Metrics {
     denied: Family<DeniedLabels, Counter>,
     module_reloads: Family<ReloadLabels, Counter>,
     modules_loaded: Gauge,
+    /// The registry's running totals last seen (loads, failures), to turn them into increments.
+    module_totals: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -117,6 +119,7 @@ impl Metrics {
             denied: Family::default(),
             module_reloads: Family::default(),
             modules_loaded: Gauge::default(),
+            module_totals: std::sync::Mutex::new((0, 0)),
             registry: Registry::default(),
         };
         // Counter names get `_total` appended by the encoder.
@@ -210,14 +213,25 @@ impl Metrics {
         self.k8s_secret_duration.observe(elapsed.as_secs_f64());
     }
 
-    pub fn module_reload(&self, ok: bool, loaded_now: usize) {
-        let result = if ok { "success" } else { "failure" };
-        self.module_reloads
-            .get_or_create(&ReloadLabels {
-                result: result.to_string(),
-            })
-            .inc();
-        self.modules_loaded.set(loaded_now as i64);
+    /// Record the provider registry's totals (successful module loads and refused ones, since the
+    /// start) and how many modules are loaded now.
+    pub fn modules(&self, loads: u64, failures: u64, loaded: usize) {
+        let mut last = self.module_totals.lock().unwrap_or_else(|e| e.into_inner());
+        let label = |result: &str| ReloadLabels {
+            result: result.to_string(),
+        };
+        if loads > last.0 {
+            self.module_reloads
+                .get_or_create(&label("success"))
+                .inc_by(loads - last.0);
+        }
+        if failures > last.1 {
+            self.module_reloads
+                .get_or_create(&label("failure"))
+                .inc_by(failures - last.1);
+        }
+        *last = (last.0.max(loads), last.1.max(failures));
+        self.modules_loaded.set(loaded as i64);
     }
 }
 
@@ -434,7 +448,8 @@ mod tests {
         m.call_finished("azure", "mount", Duration::from_millis(2), "ok");
         m.outbound("azure", "v.vault.azure.net", Some(200), false);
         m.denied("azure", "https://evil.example:443");
-        m.module_reload(true, 1);
+        m.modules(1, 0, 1);
+        m.modules(2, 1, 1);
         let text = m.encode();
         for expected in [
             "node_publish_total{provider=\"azure\"} 1",
@@ -449,7 +464,8 @@ mod tests {
             "provider_call_duration_seconds_count{provider=\"azure\",operation=\"mount\",outcome=\"ok\"} 1",
             "provider_outbound_requests_total{provider=\"azure\",host=\"v.vault.azure.net\",status=\"200\",shared=\"false\"} 1",
             "provider_outbound_denied_total{provider=\"azure\",destination=\"https://evil.example:443\"} 1",
-            "provider_module_reloads_total{result=\"success\"} 1",
+            "provider_module_reloads_total{result=\"success\"} 2",
+            "provider_module_reloads_total{result=\"failure\"} 1",
             "provider_modules_loaded 1",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");

@@ -264,8 +264,10 @@ impl Publisher {
             MountState::None => {}
         }
 
-        let result = self.first_mount(&request, &context).await;
-        let provider_label = result.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+        let mut provider_label = String::new();
+        let result = self
+            .first_mount(&request, &context, &mut provider_label)
+            .await;
         match result {
             Ok((_, files)) => {
                 self.metrics.publish(&provider_label, None);
@@ -293,10 +295,12 @@ impl Publisher {
         &self,
         request: &PublishRequest,
         context: &VolumeContext,
+        provider_label: &mut String,
     ) -> Result<(String, usize), PublishError> {
         let target = &request.target_path;
         let class = self.class(context).await?;
         let provider = self.provider(context, &class)?;
+        *provider_label = provider.name().to_string();
         let response = self
             .call(request, context, &class, &provider, Vec::new())
             .await?;

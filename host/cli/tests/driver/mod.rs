@@ -29,6 +29,8 @@ pub struct Setup {
     pub providers_yaml: String,
     /// Module files to copy into the providers dir: (file name, source path).
     pub modules: Vec<(String, PathBuf)>,
+    /// Module files given as bytes (e.g. deliberately broken ones): (file name, contents).
+    pub module_bytes: Vec<(String, Vec<u8>)>,
     /// Extra `serve` arguments.
     pub args: Vec<String>,
 }
@@ -82,6 +84,9 @@ impl Driver {
         for (name, source) in &setup.modules {
             std::fs::copy(source, providers_dir.join(name)).unwrap();
         }
+        for (name, bytes) in &setup.module_bytes {
+            std::fs::write(providers_dir.join(name), bytes).unwrap();
+        }
         let kubeconfig = root.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).unwrap();
         let socket = root.path().join("plugin/csi.sock");
@@ -100,9 +105,12 @@ impl Driver {
             format!("--kubeconfig={}", kubeconfig.display()),
             format!("--metrics-addr={metrics}"),
             format!("--artifact-cache={}", artifact_cache().display()),
-            "--v=3".into(),
             "--log-format=json".into(),
         ];
+        // A test may ask for another verbosity; the flag may be given only once.
+        if !setup.args.iter().any(|a| a.starts_with("--v=")) {
+            args.push("--v=3".into());
+        }
         args.extend(setup.args.iter().cloned());
         let log = root.path().join("driver.log");
         let mut driver = Driver {
@@ -206,6 +214,15 @@ impl Driver {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// A line of the driver's /proc/<pid>/status in KiB (e.g. `VmHWM`, the peak resident set).
+    pub fn proc_status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     pub fn logs(&self) -> String {
@@ -312,8 +329,19 @@ impl Driver {
     }
 
     /// Wait (bounded) for a condition that another process makes true.
-    pub async fn eventually(&self, what: &str, mut condition: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    pub async fn eventually(&self, what: &str, condition: impl FnMut() -> bool) {
+        self.eventually_within(what, Duration::from_secs(20), condition)
+            .await
+    }
+
+    /// [`Driver::eventually`] with another bound.
+    pub async fn eventually_within(
+        &self,
+        what: &str,
+        bound: Duration,
+        mut condition: impl FnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + bound;
         while !condition() {
             assert!(
                 Instant::now() < deadline,
@@ -367,7 +395,7 @@ pub async fn unix_channel_when_ready(socket: &Path) -> Channel {
 }
 
 /// Whether the driver's /readyz answers 200.
-async fn readyz(addr: SocketAddr) -> bool {
+pub async fn readyz(addr: SocketAddr) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return false;
