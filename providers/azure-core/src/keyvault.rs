@@ -276,9 +276,11 @@ pub fn parse_error(body: &[u8]) -> Option<ServiceError> {
     if let Some(inner) = detail.innererror.as_ref().and_then(|i| i.code.as_ref()) {
         code = format!("{code}/{inner}");
     }
+    // The service's words end up in log lines and events: one line each, so nothing can forge more.
+    let one_line = |text: String| text.replace(['\r', '\n'], " ");
     Some(ServiceError {
-        code,
-        message: detail.message.unwrap_or_default(),
+        code: one_line(code),
+        message: one_line(detail.message.unwrap_or_default()),
     })
 }
 
@@ -345,6 +347,8 @@ mod tests {
         let e = parse_error(br#"{"error":{"code":"Forbidden","message":"no","innererror":{"code":"AccessDenied"}}}"#).unwrap();
         assert_eq!(e.code, "Forbidden/AccessDenied");
         assert_eq!(parse_error(b"<html>"), None);
+        let e = parse_error(br#"{"error":{"code":"A\nB","message":"line1\r\nfake log line"}}"#).unwrap();
+        assert!(!e.code.contains('\n') && !e.message.contains('\n') && !e.message.contains('\r'));
         assert!(parse_secret(br#"{"id":"x"}"#).is_err());
         assert!(parse_key(br#"{"key":{"kid":"k","kty":"RSA","n":"!!"}}"#).is_err());
     }
