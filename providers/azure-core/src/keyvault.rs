@@ -347,7 +347,8 @@ mod tests {
         let e = parse_error(br#"{"error":{"code":"Forbidden","message":"no","innererror":{"code":"AccessDenied"}}}"#).unwrap();
         assert_eq!(e.code, "Forbidden/AccessDenied");
         assert_eq!(parse_error(b"<html>"), None);
-        let e = parse_error(br#"{"error":{"code":"A\nB","message":"line1\r\nfake log line"}}"#).unwrap();
+        let e = parse_error(br#"{"error":{"code":"A\nB","message":"line1\r\nfake log line"}}"#)
+            .unwrap();
         assert!(!e.code.contains('\n') && !e.message.contains('\n') && !e.message.contains('\r'));
         assert!(parse_secret(br#"{"id":"x"}"#).is_err());
         assert!(parse_key(br#"{"key":{"kid":"k","kty":"RSA","n":"!!"}}"#).is_err());
