@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
-use secrets_store_azure_core::{self as azure, Host, HttpRequest, HttpResponse, Level, Method, TransportError};
-use secrets_store_provider_sdk::{self as sdk, MountRequest, MountResponse, ProviderError, ProviderInfo};
+use secrets_store_azure_core::{
+    self as azure, Host, HttpRequest, HttpResponse, Level, Method, TransportError,
+};
+use secrets_store_provider_sdk::{
+    self as sdk, MountRequest, MountResponse, ProviderError, ProviderInfo,
+};
 
 /// Requests of one batch in flight at once (the host's policy may bound this further).
 const MAX_IN_FLIGHT: usize = 16;
@@ -15,7 +19,11 @@ struct Azure;
 impl sdk::Provider for Azure {
     fn describe() -> ProviderInfo {
         let info = azure::describe();
-        ProviderInfo { name: info.name, version: info.version, outbound_hosts: info.outbound_hosts }
+        ProviderInfo {
+            name: info.name,
+            version: info.version,
+            outbound_hosts: info.outbound_hosts,
+        }
     }
 
     fn mount(request: MountRequest) -> Result<MountResponse, ProviderError> {
@@ -45,9 +53,15 @@ impl Host for WasiHost {
             .into_iter()
             .map(|result| {
                 result
-                    .map(|r| HttpResponse { status: r.status, headers: r.headers, body: r.body })
+                    .map(|r| HttpResponse {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    })
                     .map_err(|e| match e {
-                        sdk::http::Error::Denied(destination) => TransportError::Denied(destination),
+                        sdk::http::Error::Denied(destination) => {
+                            TransportError::Denied(destination)
+                        }
                         sdk::http::Error::Timeout => TransportError::Timeout,
                         sdk::http::Error::Connect(why) => TransportError::Connect(why),
                         sdk::http::Error::Tls(why) => TransportError::Tls(why),
