@@ -184,13 +184,49 @@ pub(crate) struct Outbound {
     client: Client<Connector, Full<Bytes>>,
     timeouts: Timeouts,
     total_timeout: Duration,
-    in_flight: Mutex<HashMap<[u8; 32], SharedFetch>>,
+    in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
     responses: Mutex<HashMap<[u8; 32], CachedResponse>>,
     gates: Mutex<HashMap<String, Gate>>,
     observer: Arc<dyn Observer>,
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<Buffered>, FetchError>>>;
+
+/// One upstream GET and the mounts waiting for it. When the last waiter gives up (its call hit
+/// the deadline) the exchange is aborted, so that no connection outlives every call that wanted it.
+struct InFlight {
+    fetch: SharedFetch,
+    waiters: usize,
+    task: tokio::task::AbortHandle,
+    /// Tells this exchange apart from a later one under the same key.
+    id: u64,
+}
+
+/// A waiter's share of an [`InFlight`] exchange; dropping it (done or cancelled) leaves the queue.
+struct Waiter {
+    outbound: Arc<Outbound>,
+    key: [u8; 32],
+    id: u64,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .outbound
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = in_flight.get_mut(&self.key).filter(|e| e.id == self.id) {
+            entry.waiters -= 1;
+            if entry.waiters == 0 {
+                entry.task.abort();
+                in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
+static NEXT_FETCH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// A response kept for `responseCacheSeconds`, with its expiry.
 type CachedResponse = (Instant, Arc<Buffered>);
 
@@ -346,24 +382,34 @@ impl Outbound {
                 return Ok(cached.clone());
             }
         }
-        let (shared, joined) = {
+        let (shared, joined, _waiter) = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            match in_flight.get(&key) {
+            match in_flight.get_mut(&key) {
                 Some(existing) => {
                     self.observer.joined_in_flight(&self.provider, &target.host);
-                    (existing.clone(), true)
+                    existing.waiters += 1;
+                    let waiter = Waiter {
+                        outbound: self.clone(),
+                        key,
+                        id: existing.id,
+                    };
+                    (existing.fetch.clone(), true, waiter)
                 }
                 None => {
+                    let id = NEXT_FETCH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let this = self.clone();
-                    // The exchange runs on its own task so that a waiter giving up (its mount hit a
-                    // deadline) does not cancel it for the others.
+                    // The exchange runs on its own task so that one waiter giving up (its mount hit
+                    // a deadline) does not cancel it for the others; the last one aborts it.
                     let task = tokio::spawn(async move {
                         let request = rebuild(Method::GET, uri, headers, Bytes::new());
                         let result = this.fetch(&target, request, timeouts).await.map(Arc::new);
-                        this.in_flight
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&key);
+                        {
+                            let mut in_flight =
+                                this.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                            if in_flight.get(&key).is_some_and(|e| e.id == id) {
+                                in_flight.remove(&key);
+                            }
+                        }
                         if let (Ok(buffered), Some(ttl)) = (&result, this.policy.response_cache_ttl)
                             && buffered.status == StatusCode::OK
                         {
@@ -371,14 +417,28 @@ impl Outbound {
                         }
                         result
                     });
+                    let abort = task.abort_handle();
                     let shared = async move {
                         task.await
                             .unwrap_or(Err(FetchError::Internal("fetch task failed".into())))
                     }
                     .boxed()
                     .shared();
-                    in_flight.insert(key, shared.clone());
-                    (shared, false)
+                    in_flight.insert(
+                        key,
+                        InFlight {
+                            fetch: shared.clone(),
+                            waiters: 1,
+                            task: abort,
+                            id,
+                        },
+                    );
+                    let waiter = Waiter {
+                        outbound: self.clone(),
+                        key,
+                        id,
+                    };
+                    (shared, false, waiter)
                 }
             }
         };

@@ -30,6 +30,10 @@ const MAX_LOG_LINES: u32 = 200;
 const MAX_LOG_LINE: usize = 4096;
 /// Host files are configuration documents, not payloads.
 const MAX_HOST_FILE: u64 = 1 << 20;
+/// Longest error message, and object label, kept from a provider's error: the guest chooses this
+/// text, and it travels into gRPC statuses, Kubernetes events and log lines.
+const MAX_ERROR_MESSAGE: usize = 4096;
+const MAX_ERROR_OBJECT: usize = 512;
 
 /// Who a call is for, for log lines.
 #[derive(Clone, Debug, Default)]
@@ -201,9 +205,12 @@ impl Provider {
             Ok(response) => self.check_output(from_wit_response(response)),
             Err(error) => {
                 let mut error = from_wit_error(error);
-                error.message = call.redactor.redact(&error.message);
+                // Redacted first, so that a bound cannot cut a secret into an unrecognised piece.
+                error.message =
+                    guest_text(&call.redactor.redact(&error.message), MAX_ERROR_MESSAGE);
                 if let Some(object) = &error.object {
-                    error.object = Some(call.redactor.redact(object));
+                    error.object =
+                        Some(guest_text(&call.redactor.redact(object), MAX_ERROR_OBJECT));
                 }
                 Err(CallError::Provider {
                     provider,
@@ -569,6 +576,24 @@ fn from_wit_response(response: wit::MountResponse) -> MountResponse {
     }
 }
 
+/// Text a guest chose, made fit to show: control characters escaped (a NUL or a line break must not
+/// reach a gRPC status, an event or a log line raw) and the length bounded.
+fn guest_text(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes + 4));
+    for c in text.chars() {
+        if out.len() >= max_bytes {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn from_wit_error(error: wit::ProviderError) -> ProviderError {
     let kind = match error.kind {
         wit::ErrorKind::InvalidParameters => ErrorKind::InvalidParameters,
@@ -584,5 +609,22 @@ fn from_wit_error(error: wit::ProviderError) -> ProviderError {
         kind,
         object: error.object,
         message: error.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_text_is_escaped_and_bounded() {
+        assert_eq!(
+            guest_text("fi\0ne\nx\u{1b}[2J", 100),
+            "fi\\u{0}ne\\nx\\u{1b}[2J"
+        );
+        assert_eq!(guest_text("plain", 5), "plain");
+        assert_eq!(guest_text("plain!", 5), "plain…");
+        let long = guest_text(&"é".repeat(5000), MAX_ERROR_MESSAGE);
+        assert!(long.ends_with('…') && long.len() <= MAX_ERROR_MESSAGE + '…'.len_utf8());
     }
 }

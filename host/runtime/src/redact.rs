@@ -47,6 +47,12 @@ impl Redactor {
         }
         for (key, value) in &request.attributes {
             let key = key.to_ascii_lowercase();
+            // The volume context's `secretProviderClass` names the class, it holds no secret:
+            // redacting it would blank the class name (and every word that contains it, such as
+            // a vault named after it) out of the messages that must say what went wrong.
+            if key == "secretproviderclass" {
+                continue;
+            }
             if ["token", "secret", "password", "credential"]
                 .iter()
                 .any(|w| key.contains(w))
@@ -156,6 +162,9 @@ mod tests {
         request
             .attributes
             .insert("keyvaultName".into(), "myvault".into());
+        request
+            .attributes
+            .insert("secretProviderClass".into(), "vault".into());
         let r = Redactor::for_request(&request);
         r.add_authorization("Bearer access-token-9876");
         let line = "secret s3cr3t-value token sa-token-123456 auth Bearer access-token-9876 vault myvault ab \

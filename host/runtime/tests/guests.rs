@@ -145,6 +145,48 @@ mod echo {
     }
 
     #[tokio::test]
+    async fn ten_thousand_tiny_files_are_bounded_by_the_default_policy() {
+        let runtime = runtime();
+        let echo = load(&runtime, "echo", guests::ECHO, PolicySpec::default());
+        let err = echo
+            .mount(&request(&[("generate", "10000:1")]), &ctx())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CallError::OutputLimit {
+                    what: "files",
+                    limit: 1000,
+                    actual: 10001,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "provider echo returned 10001 files, more than the policy's limit of 1000"
+        );
+        // An operator who raises the bound gets them all: the host copes with the count itself.
+        let generous = load(
+            &runtime,
+            "echo",
+            guests::ECHO,
+            PolicySpec {
+                max_files: 20_000,
+                ..Default::default()
+            },
+        );
+        let response = generous
+            .mount(&request(&[("generate", "10000:1")]), &ctx())
+            .await
+            .unwrap();
+        assert_eq!(response.files.len(), 10_001);
+        assert_host_still_works(&runtime).await;
+    }
+
+    #[tokio::test]
     async fn compiled_artifacts_are_cached_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
@@ -629,8 +671,12 @@ mod fetch {
 
     #[tokio::test]
     async fn a_trickling_server_is_cut_off_by_the_deadline() {
-        let server = TestServer::http(|_| {
-            async {
+        // Set when the server's trickle stops because the client hung up.
+        let hung_up = Arc::new(tokio::sync::Notify::new());
+        let flag = hung_up.clone();
+        let server = TestServer::http(move |_| {
+            let flag = flag.clone();
+            async move {
                 let (tx, rx) = tokio::sync::mpsc::channel::<
                     Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
                 >(1);
@@ -644,6 +690,7 @@ mod fetch {
                             .await
                             .is_err()
                         {
+                            flag.notify_one();
                             return;
                         }
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -672,13 +719,59 @@ mod fetch {
             .await
             .unwrap_err();
         assert!(matches!(err, CallError::Deadline { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "provider fetch did not finish within 2s (deadline exceeded)"
+        );
+        // The connection does not outlive the call: the server's trickle ends.
+        tokio::time::timeout(Duration::from_secs(10), hung_up.notified())
+            .await
+            .expect("the trickling connection was left open after the deadline");
         assert_host_still_works(&runtime).await;
+    }
+
+    /// A raw TCP server that never answers: it reports each request's arrival, then each
+    /// connection's end (the client closing it).
+    async fn silent_server() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+    ) {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    let mut arrived = false;
+                    loop {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => {
+                                let _ = tx.send("closed");
+                                return;
+                            }
+                            Ok(n) => {
+                                seen.extend_from_slice(&buf[..n]);
+                                if !arrived && seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                                    arrived = true;
+                                    let _ = tx.send("request");
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, rx)
     }
 
     #[tokio::test]
     async fn spinning_while_a_request_is_open_hits_the_deadline() {
-        let server = TestServer::http(|_| futures::future::pending().boxed()).await;
-        let port = server.addr.port();
+        let (addr, mut events) = silent_server().await;
+        let port = addr.port();
         let runtime = runtime();
         let fetch = fetch_provider(
             &runtime,
@@ -698,6 +791,22 @@ mod fetch {
             .await
             .unwrap_err();
         assert!(matches!(err, CallError::Deadline { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "provider fetch did not finish within 1s (deadline exceeded)"
+        );
+        // The guest really held a request open while it spun, and the deadline closed it.
+        async fn next(
+            events: &mut tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+            what: &str,
+        ) -> &'static str {
+            tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the server never saw the {what}"))
+                .unwrap()
+        }
+        assert_eq!(next(&mut events, "request").await, "request");
+        assert_eq!(next(&mut events, "connection close").await, "closed");
         // And blocked in host I/O rather than spinning: the timer still ends it.
         let err = fetch
             .mount(
@@ -707,6 +816,8 @@ mod fetch {
             .await
             .unwrap_err();
         assert!(matches!(err, CallError::Deadline { .. }), "{err}");
+        assert_eq!(next(&mut events, "second request").await, "request");
+        assert_eq!(next(&mut events, "second connection close").await, "closed");
         assert_host_still_works(&runtime).await;
     }
 
@@ -793,6 +904,51 @@ mod fetch {
             "alice's two GETs went upstream once"
         );
         assert_eq!(*joins.1.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_giving_up_leaves_the_shared_request_to_the_others() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let gate = release.clone();
+        let server = TestServer::http(move |_| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                text(200, "shared")
+            }
+            .boxed()
+        })
+        .await;
+        let port = server.addr.port();
+        let joins = Arc::new(Joins::default());
+        let runtime = secrets_store_runtime::Runtime::new(RuntimeConfig {
+            observer: Arc::new(JoinObserver(joins.clone())),
+            network: NetworkConfig {
+                no_system_roots: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
+        let url = format!("http://127.0.0.1:{port}/secrets/a");
+        let mount = || {
+            let fetch = fetch.clone();
+            let url = url.clone();
+            tokio::spawn(async move { fetch.mount(&request(&[("urls", &url)]), &ctx()).await })
+        };
+        let first = mount();
+        server.next_arrival().await;
+        let second = mount();
+        joins.0.notified().await;
+        // The mount that started the exchange is cancelled (as a deadline would); the other
+        // waiter still gets the answer of the one upstream request.
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        release.notify_one();
+        let b = second.await.unwrap().unwrap();
+        assert_eq!(b.files[0].contents, b"shared");
+        assert_eq!(server.requests().len(), 1);
     }
 
     #[tokio::test]
