@@ -186,6 +186,7 @@ pub(crate) struct Outbound {
     total_timeout: Duration,
     in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
     responses: Mutex<HashMap<[u8; 32], CachedResponse>>,
+    fresh: Mutex<FreshResponses>,
     gates: Mutex<HashMap<String, Gate>>,
     observer: Arc<dyn Observer>,
 }
@@ -229,6 +230,47 @@ impl Drop for Waiter {
 static NEXT_FETCH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// A response kept for `responseCacheSeconds`, with its expiry.
 type CachedResponse = (Instant, Arc<Buffered>);
+
+/// Bytes of response bodies kept for [`FreshResponses`]; past it, answers are not kept.
+const MAX_FRESH_BYTES: usize = 4 << 20;
+
+/// Successful GET answers with the instant their request left, for calls that began before then.
+///
+/// Coalescing shares an exchange with the calls that ask while it is in flight. A call that was
+/// already running (or queued for an instance slot) when the request was sent but asks a moment
+/// after the answer came back is served the same answer: it was read from the store after that
+/// call began, which is exactly the freshness coalescing gives. So a republish wave larger than the
+/// instance pool costs one GET per object instead of one per pool generation, and no call ever sees
+/// a value read before it started. Entries live at most one call timeout (no live call can be older).
+#[derive(Default)]
+struct FreshResponses {
+    entries: HashMap<[u8; 32], (Instant, Arc<Buffered>)>,
+    bytes: usize,
+}
+
+impl FreshResponses {
+    fn get(&mut self, key: &[u8; 32], call_started: Instant) -> Option<Arc<Buffered>> {
+        let (sent, response) = self.entries.get(key)?;
+        (*sent >= call_started).then(|| response.clone())
+    }
+
+    fn insert(&mut self, key: [u8; 32], sent: Instant, response: Arc<Buffered>, max_age: Duration) {
+        let now = Instant::now();
+        let mut freed = 0;
+        self.entries.retain(|k, (at, r)| {
+            let keep = now.saturating_duration_since(*at) < max_age && k != &key;
+            if !keep {
+                freed += r.body.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        if self.bytes + response.body.len() <= MAX_FRESH_BYTES {
+            self.bytes += response.body.len();
+            self.entries.insert(key, (sent, response));
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Timeouts {
@@ -274,6 +316,7 @@ impl Outbound {
             total_timeout: network.total_timeout,
             in_flight: Mutex::new(HashMap::new()),
             responses: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(FreshResponses::default()),
             gates: Mutex::new(HashMap::new()),
             observer,
         })
@@ -324,7 +367,14 @@ impl Outbound {
         let result = if parts.method == Method::GET && body.is_empty() {
             let key = request_key(&parts.method, &parts.uri, &parts.headers);
             self.clone()
-                .shared_get(key, target.clone(), parts.uri, parts.headers, timeouts)
+                .shared_get(
+                    key,
+                    call.started,
+                    target.clone(),
+                    parts.uri,
+                    parts.headers,
+                    timeouts,
+                )
                 .await
         } else {
             let request = rebuild(parts.method, parts.uri, parts.headers, body);
@@ -357,11 +407,13 @@ impl Outbound {
         }
     }
 
-    /// GETs with the same URL and headers (credentials included) share one upstream exchange, and
-    /// optionally a short-lived cached response.
+    /// GETs with the same URL and headers (credentials included) share one upstream exchange, the
+    /// answer of one sent after the call began, and optionally a short-lived cached response.
+    #[allow(clippy::too_many_arguments)]
     async fn shared_get(
         self: Arc<Self>,
         key: [u8; 32],
+        call_started: Instant,
         target: Target,
         uri: Uri,
         headers: HeaderMap,
@@ -381,6 +433,20 @@ impl Outbound {
                 );
                 return Ok(cached.clone());
             }
+        }
+        let fresh = self
+            .fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key, call_started);
+        if let Some(fresh) = fresh {
+            self.observer.outbound(
+                &self.provider,
+                &target.host,
+                Some(fresh.status.as_u16()),
+                true,
+            );
+            return Ok(fresh);
         }
         let (shared, joined, _waiter) = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -402,6 +468,8 @@ impl Outbound {
                     // a deadline) does not cancel it for the others; the last one aborts it.
                     let task = tokio::spawn(async move {
                         let request = rebuild(Method::GET, uri, headers, Bytes::new());
+                        // Taken before the request can leave, so "sent after the call began" holds.
+                        let sent = Instant::now();
                         let result = this.fetch(&target, request, timeouts).await.map(Arc::new);
                         {
                             let mut in_flight =
@@ -410,10 +478,18 @@ impl Outbound {
                                 in_flight.remove(&key);
                             }
                         }
-                        if let (Ok(buffered), Some(ttl)) = (&result, this.policy.response_cache_ttl)
+                        if let Ok(buffered) = &result
                             && buffered.status == StatusCode::OK
                         {
-                            this.remember(key, buffered.clone(), ttl);
+                            this.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                                key,
+                                sent,
+                                buffered.clone(),
+                                this.policy.timeout,
+                            );
+                            if let Some(ttl) = this.policy.response_cache_ttl {
+                                this.remember(key, buffered.clone(), ttl);
+                            }
                         }
                         result
                     });
@@ -934,6 +1010,8 @@ pub(crate) struct CallState {
     pub(crate) pod: Option<String>,
     requests: AtomicU32,
     in_flight: Semaphore,
+    /// When the call was made (before it waited for an instance slot).
+    pub(crate) started: Instant,
 }
 
 impl CallState {
@@ -944,6 +1022,7 @@ impl CallState {
             pod,
             requests: AtomicU32::new(0),
             in_flight: Semaphore::new(policy.max_concurrent_requests as usize),
+            started: Instant::now(),
         }
     }
 

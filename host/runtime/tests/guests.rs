@@ -952,6 +952,74 @@ mod fetch {
     }
 
     #[tokio::test]
+    async fn a_call_queued_before_a_get_left_gets_its_answer_and_a_later_call_does_not() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let gate = release.clone();
+        let served = Arc::new(Mutex::new(0u32));
+        let count = served.clone();
+        let server = TestServer::http(move |_| {
+            let gate = gate.clone();
+            let count = count.clone();
+            async move {
+                gate.notified().await;
+                let n = {
+                    let mut served = count.lock().unwrap();
+                    *served += 1;
+                    *served
+                };
+                text(200, format!("read {n}"))
+            }
+            .boxed()
+        })
+        .await;
+        let port = server.addr.port();
+        // One instance slot: the second call waits for the first to finish before it can ask.
+        let runtime = secrets_store_runtime::Runtime::new(RuntimeConfig {
+            max_instances: 1,
+            network: NetworkConfig {
+                no_system_roots: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
+        let mount = |path: &str| {
+            let fetch = fetch.clone();
+            let url = format!("http://127.0.0.1:{port}{path}");
+            tokio::spawn(async move { fetch.mount(&request(&[("urls", &url)]), &ctx()).await })
+        };
+        // A call that holds the only slot while the next two are made.
+        let blocker = mount("/block");
+        server.next_arrival().await;
+        let first = mount("/secrets/a");
+        let queued = mount("/secrets/a");
+        // Let both calls begin (they then wait for the slot); nothing of theirs has left yet.
+        tokio::task::yield_now().await;
+        assert_eq!(server.requests().len(), 1);
+        release.notify_one();
+        assert_eq!(blocker.await.unwrap().unwrap().files[0].contents, b"read 1");
+        // One of the two goes upstream; the other runs only after that answer is back.
+        server.next_arrival().await;
+        release.notify_one();
+        let a = first.await.unwrap().unwrap();
+        let b = queued.await.unwrap().unwrap();
+        assert_eq!(a.files[0].contents, b"read 2");
+        assert_eq!(
+            b.files[0].contents, b"read 2",
+            "the answer was read after the queued call began"
+        );
+        assert_eq!(server.requests().len(), 2);
+        // A call made after that answer's request left reads the store again.
+        let later = mount("/secrets/a");
+        server.next_arrival().await;
+        release.notify_one();
+        let c = later.await.unwrap().unwrap();
+        assert_eq!(c.files[0].contents, b"read 3");
+        assert_eq!(server.requests().len(), 3);
+    }
+
+    #[tokio::test]
     async fn response_cache_is_off_by_default_and_short_when_on() {
         let server = TestServer::http(|_| async { text(200, "v") }.boxed()).await;
         let port = server.addr.port();
