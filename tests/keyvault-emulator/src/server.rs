@@ -408,6 +408,9 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
+        // As real front ends do: without it, Nagle's algorithm holds a response's second small
+        // write until the client's delayed ACK (~40 ms on Linux) and every exchange pays for it.
+        let _ = stream.set_nodelay(true);
         let inner = inner.clone();
         let tls = tls.clone();
         conns.spawn(async move {
