@@ -388,6 +388,9 @@ impl Publisher {
             let class = self.class(context).await?;
             let provider = self.provider(context, &class)?;
             provider_name = provider.name().to_string();
+            // What this process last recorded in the pod status; empty for a volume mounted by an
+            // earlier process, whose status may lag its files (a crash between the two writes).
+            let recorded = versions.clone();
             let response = self
                 .call(request, context, &class, &provider, versions)
                 .await?;
@@ -402,7 +405,7 @@ impl Publisher {
                     target: target.clone(),
                     source: Box::new(source),
                 })?;
-            if outcome.changed {
+            if outcome.changed || response.object_versions != recorded {
                 self.record_status(context, target, &response).await?;
             }
             // Also when unchanged: the sync remembers what it wrote, so this costs no API call,
