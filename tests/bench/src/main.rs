@@ -287,19 +287,18 @@ fn notes(report: &mut Report) {
         ),
         format!(
             "**Republish wave.** Default: {} Key Vault GETs and {} token requests for 100 mounts ({} GETs joined one in flight). \
-             The token is cached per identity, so no token request. GETs are coalesced only while an identical one is in flight, \
-             and only 16 provider calls run at once (the instance pool, `--max-concurrent-provider-calls`): the other mounts wait \
-             for a slot and start after the previous generation's GETs have completed, so every generation of up to 16 mounts \
-             fetches the {} objects again — about ⌈100/16⌉ × 10 = 70. The diagnostic run with 100 slots made {} GETs: with every \
-             mount in flight together coalescing alone reaches the floor of one GET per object. With `responseCacheSeconds` \
-             set, the first generation's answers serve all later ones: {} GETs, bounded by one per object as long as the wave \
-             fits in the cache's lifetime. The response cache is off by default because it serves a value up to that many \
-             seconds old to a pod whose mount starts later.",
+             The token is cached per identity, so no token request. Only 16 provider calls run at once (the instance pool, \
+             `--max-concurrent-provider-calls`). A GET's answer is shared with the calls that ask while it is in flight and \
+             with calls that began (were made, even if still queued for a slot) before it was sent, so the value is never \
+             older than the call. The wave's GETs beyond one per object come from calls the scheduler had not yet started \
+             when the first GETs left. The diagnostic run with 100 slots made {} GETs ({} objects). With `responseCacheSeconds` \
+             set, the first answers serve all later calls: {} GETs. The response cache is off by default because it serves a \
+             value up to that many seconds old to a call that starts later.",
             get("republish_wave_keyvault_gets"),
             get("republish_wave_token_requests"),
             get("republish_wave_joined_in_flight"),
-            fixture::OBJECTS,
             get("republish_wave_keyvault_gets_pool_100"),
+            fixture::OBJECTS,
             get("republish_wave_keyvault_gets_response_cache"),
         ),
         format!(
@@ -317,11 +316,15 @@ fn notes(report: &mut Report) {
             "**Driver RSS** ({:.1} MiB with 100 volumes; {:.1} MiB idle after a restart, {:.1} MiB idle on a first start that \
              compiled the module; peak {:.1} MiB): the release `secrets-store-host serve` process, read from /proc/PID/status \
              after 100 concurrent NodePublishVolume calls onto real tmpfs mounts (tmpfs pages are not in the process's RSS). \
-             All volumes were unpublished afterwards and no tmpfs was left.",
+             All volumes were unpublished afterwards and no tmpfs was left. Of the figure, {:.1} MiB are private memory and \
+             {:.1} MiB pages of the executable and libraries (clean and shared; the kernel maps the neighbours of every code \
+             page touched), which is what bounds it.",
             get("rss_mib_100_volumes"),
             get("driver_rss_mib_idle"),
             get("driver_rss_mib_idle_after_compile"),
-            get("rss_hwm_mib_100_volumes")
+            get("rss_hwm_mib_100_volumes"),
+            get("rss_anon_mib_100_volumes"),
+            get("rss_file_mib_100_volumes")
         ),
     ];
     for note in notes.drain(..) {
