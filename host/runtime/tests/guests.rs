@@ -858,15 +858,10 @@ mod fetch {
         .await;
         let port = server.addr.port();
         let joins = Arc::new(Joins::default());
-        let runtime = secrets_store_runtime::Runtime::new(RuntimeConfig {
+        let runtime = runtime_from(RuntimeConfig {
             observer: Arc::new(JoinObserver(joins.clone())),
-            network: NetworkConfig {
-                no_system_roots: true,
-                ..Default::default()
-            },
             ..Default::default()
-        })
-        .unwrap();
+        });
         let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
         let url = format!("http://127.0.0.1:{port}/secrets/a");
         let mount = |auth: &'static str| {
@@ -921,15 +916,10 @@ mod fetch {
         .await;
         let port = server.addr.port();
         let joins = Arc::new(Joins::default());
-        let runtime = secrets_store_runtime::Runtime::new(RuntimeConfig {
+        let runtime = runtime_from(RuntimeConfig {
             observer: Arc::new(JoinObserver(joins.clone())),
-            network: NetworkConfig {
-                no_system_roots: true,
-                ..Default::default()
-            },
             ..Default::default()
-        })
-        .unwrap();
+        });
         let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
         let url = format!("http://127.0.0.1:{port}/secrets/a");
         let mount = || {
@@ -974,15 +964,10 @@ mod fetch {
         .await;
         let port = server.addr.port();
         // One instance slot: the second call waits for the first to finish before it can ask.
-        let runtime = secrets_store_runtime::Runtime::new(RuntimeConfig {
+        let runtime = runtime_from(RuntimeConfig {
             max_instances: 1,
-            network: NetworkConfig {
-                no_system_roots: true,
-                ..Default::default()
-            },
             ..Default::default()
-        })
-        .unwrap();
+        });
         let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
         let mount = |path: &str| {
             let fetch = fetch.clone();

@@ -175,6 +175,18 @@ pub fn runtime_with(network: NetworkConfig) -> Runtime {
     .unwrap()
 }
 
+/// A runtime for tests that need more than [`runtime`]: set the fields, the rest is as there.
+pub fn runtime_from(config: RuntimeConfig) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        network: NetworkConfig {
+            no_system_roots: true,
+            ..Default::default()
+        },
+        ..config
+    })
+    .unwrap()
+}
+
 pub fn runtime() -> Runtime {
     runtime_with(NetworkConfig {
         no_system_roots: true,
