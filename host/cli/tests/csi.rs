@@ -506,6 +506,77 @@ async fn volumes_survive_a_driver_crash() {
     assert!(driver.our_mounts().is_empty(), "no tmpfs leaked");
 }
 
+/// A driver that dies between writing a volume's files and its pod status leaves kubelet retrying a
+/// publish that never finished; the next driver adopts that volume (fresh content, status written)
+/// and leaves a volume whose publish did finish alone (rotation is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_without_its_pod_status_is_adopted_after_a_restart() {
+    let mut driver = Driver::start(echo_setup("")).await;
+    driver.create_class(
+        NS,
+        "c",
+        "echo",
+        &[("files", r#"[{"path":"f","contents":"v1"}]"#)],
+    );
+    let mut volumes = Vec::new();
+    for pod in ["finished", "lost"] {
+        let uid = driver.create_pod(NS, pod);
+        let target = driver.target(&uid, "secrets");
+        let request = driver.publish_request(&format!("vol-{pod}"), &target, "c", (NS, pod, &uid));
+        volumes.push((pod, target, request));
+    }
+    let mut node = driver.node().await;
+    for (_, _, request) in &volumes {
+        node.node_publish_volume(request.clone()).await.unwrap();
+    }
+    // As if the process had died before recording the second pod's status; the store has moved
+    // on meanwhile.
+    let lost_status = secrets_store_k8s::pod_status_name("lost", NS, "c");
+    driver
+        .api
+        .delete::<secrets_store_k8s::SecretProviderClassPodStatus>(NS, &lost_status)
+        .unwrap();
+    driver
+        .api
+        .merge_patch::<secrets_store_k8s::SecretProviderClass>(
+            NS,
+            "c",
+            &serde_json::json!({"spec": {"parameters": {"files": r#"[{"path":"f","contents":"v2"}]"#}}}),
+        )
+        .unwrap();
+
+    driver.restart().await;
+    let mut node = driver.node().await;
+    for (_, _, request) in &volumes {
+        node.node_publish_volume(request.clone())
+            .await
+            .expect("publish after the restart");
+    }
+    let (finished, lost) = (&volumes[0].1, &volumes[1].1);
+    assert_eq!(read(finished, "f"), "v1", "a finished volume is left alone");
+    assert_eq!(read(lost, "f"), "v2", "the adopted volume was refreshed");
+    let status = driver
+        .api
+        .get_json(
+            "secrets-store.csi.x-k8s.io",
+            "secretproviderclasspodstatuses",
+            NS,
+            &lost_status,
+        )
+        .expect("the pod status is written again");
+    assert_eq!(status["status"]["mounted"], true);
+    assert_eq!(
+        status["status"]["targetPath"].as_str(),
+        Some(lost.to_str().unwrap())
+    );
+    for (pod, target, _) in &volumes {
+        node.node_unpublish_volume(unpublish(&format!("vol-{pod}"), target))
+            .await
+            .unwrap();
+    }
+    assert!(driver.our_mounts().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_grpc_provider_is_reached_through_its_socket() {
     let driver = Driver::start(echo_setup("")).await;

@@ -160,6 +160,30 @@ impl PodStatusWriter {
         object
     }
 
+    /// Whether the API server holds a status saying this pod's volume of `class_name` is mounted.
+    /// (One status serves every volume of a pod that uses the class, as upstream's does.)
+    pub async fn is_recorded(
+        &self,
+        pod_namespace: &str,
+        pod_name: &str,
+        class_name: &str,
+    ) -> Result<bool, Error> {
+        let name = pod_status_name(pod_name, pod_namespace, class_name);
+        let api: Api<SecretProviderClassPodStatus> =
+            Api::namespaced(self.client.clone(), pod_namespace);
+        let current = api.get_opt(&name).await.map_err(|e| {
+            Op {
+                verb: "get",
+                kind: KIND,
+                resource: RESOURCE,
+                namespace: pod_namespace,
+                name: &name,
+            }
+            .error(e)
+        })?;
+        Ok(current.and_then(|c| c.status).is_some_and(|s| s.mounted))
+    }
+
     /// Makes the API server hold the status for this mount, writing only if it differs.
     pub async fn write(&self, status: &MountStatus) -> Result<WriteOutcome, Error> {
         check(status)?;

@@ -358,9 +358,7 @@ impl Publisher {
     }
 
     async fn republish(&self, request: &PublishRequest, context: &VolumeContext) -> PublishOutcome {
-        let Some(interval) = self.config.rotation_interval else {
-            return PublishOutcome::AlreadyMounted;
-        };
+        let rotation = self.config.rotation_interval;
         let now = Instant::now();
         let known = self
             .volumes
@@ -368,18 +366,29 @@ impl Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .get(&request.volume_id)
             .cloned();
-        let versions = match known {
-            Some(state) if now < state.next_refresh => return PublishOutcome::AlreadyMounted,
-            Some(state) => state.versions,
-            None => {
-                // Mounted by an earlier driver process: schedule its first refresh at a random point
-                // of the interval, so a restart does not turn into a wave of refreshes.
-                self.remember_until(
-                    &request.volume_id,
-                    Vec::new(),
-                    now + interval.mul_f64(rand::random::<f64>()),
-                );
+        let mut adopting = false;
+        let versions = match (known, rotation) {
+            (Some(_), None) => return PublishOutcome::AlreadyMounted,
+            (Some(state), Some(_)) if now < state.next_refresh => {
                 return PublishOutcome::AlreadyMounted;
+            }
+            (Some(state), Some(_)) => state.versions,
+            (None, _) => {
+                // Mounted by an earlier driver process. If it stopped between writing the files and
+                // the pod status, kubelet is retrying a publish that never finished: adopt the
+                // volume with a refresh now. Otherwise leave it, and with rotation schedule its first
+                // refresh at a random point of the interval, so a restart is not a wave of refreshes.
+                if self.status_recorded(context).await {
+                    let first = rotation
+                        .map(|interval| interval.mul_f64(rand::random::<f64>()))
+                        .unwrap_or_default();
+                    self.remember_until(&request.volume_id, Vec::new(), now + first);
+                    return PublishOutcome::AlreadyMounted;
+                }
+                tracing::info!(volume = %request.volume_id, pod = %context.pod(), class = %context.class,
+                    "adopting a mounted volume without a pod status (an earlier driver stopped mid-publish)");
+                adopting = true;
+                Vec::new()
             }
         };
         let started = Instant::now();
@@ -405,7 +414,7 @@ impl Publisher {
                     target: target.clone(),
                     source: Box::new(source),
                 })?;
-            if outcome.changed || response.object_versions != recorded {
+            if outcome.changed || adopting || response.object_versions != recorded {
                 self.record_status(context, target, &response).await?;
             }
             // Also when unchanged: the sync remembers what it wrote, so this costs no API call,
@@ -417,7 +426,7 @@ impl Publisher {
         .await;
         // Whatever happened, try again only after the next interval (with jitter, so volumes mounted
         // together drift apart instead of refreshing in waves).
-        let next = Instant::now() + jittered(interval);
+        let next = Instant::now() + rotation.map(jittered).unwrap_or_default();
         match result {
             Ok((changed, versions)) => {
                 self.remember_until(&request.volume_id, versions, next);
@@ -664,6 +673,24 @@ impl Publisher {
                 .map(jittered)
                 .unwrap_or_default();
         self.remember_until(volume_id, versions, next);
+    }
+
+    /// Whether the pod status of this volume is there; an API error counts as yes, so that an
+    /// unreachable API server does not turn a driver restart into a wave of provider calls.
+    async fn status_recorded(&self, context: &VolumeContext) -> bool {
+        match self
+            .cluster
+            .pod_status
+            .is_recorded(&context.pod_namespace, &context.pod_name, &context.class)
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(pod = %context.pod(), class = %context.class, error = %e,
+                    "could not read the pod status of a volume mounted by an earlier driver; leaving it as it is");
+                true
+            }
+        }
     }
 
     fn remember_until(&self, volume_id: &str, versions: Vec<ObjectVersion>, next_refresh: Instant) {
