@@ -21,6 +21,13 @@ use crate::{Host, HttpRequest, HttpResponse, Level, Method, TransportError};
 const CHALLENGE_TTL_SECS: u32 = 24 * 3600;
 /// Version-list pages followed per object (Key Vault returns up to 25 versions a page).
 const MAX_VERSION_PAGES: usize = 200;
+/// A mount asking AAD for a token leaves a claim in the shared cache, so that mounts of the same
+/// identity starting meanwhile wait for its token instead of asking too. The claim outlives a token
+/// request's retries only if its mount dies; then it expires and the waiters ask themselves.
+const CLAIM_TTL_SECS: u32 = 10;
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a mount waits for another's token: 5 s.
+const CLAIM_POLLS: u32 = 500;
 const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
 
 pub(crate) fn mount(
@@ -449,15 +456,11 @@ impl Session<'_> {
             ));
         };
         let key = self.token_key();
-        let now = self.host.now_unix_secs();
         // After a rejection the cached token is not trusted again in this mount.
-        let cached = if self.refreshed {
-            None
-        } else {
-            key.as_deref()
-                .and_then(|k| self.host.cache_get(k))
-                .and_then(|b| serde_json::from_slice::<AccessToken>(&b).ok())
-                .filter(|t| t.cache_ttl(now) > 0)
+        let trust_cache = !self.refreshed;
+        let cached = match key.as_deref() {
+            Some(k) if trust_cache => self.cached_token(k).or_else(|| self.token_from_peer(k)),
+            _ => None,
         };
         if let Some(token) = cached {
             self.host.log(
@@ -468,15 +471,59 @@ impl Session<'_> {
             self.token_from_cache = true;
             return Ok(());
         }
-        let token = self.acquire_token(&challenge)?;
+        let claim = key.as_deref().map(claim_key);
+        if let Some(claim) = &claim {
+            self.host.cache_set(claim, b"pending", CLAIM_TTL_SECS);
+        }
+        let acquired = self.acquire_token(&challenge);
+        // Released once the token is stored, or at once on failure (the waiters then ask themselves).
+        if let (Some(claim), Err(_)) = (&claim, &acquired) {
+            self.host.cache_remove(claim);
+        }
+        let token = acquired?;
         let ttl = token.cache_ttl(self.host.now_unix_secs());
-        if let (Some(key), true, Ok(value)) = (key, ttl > 0, serde_json::to_vec(&token)) {
+        if let (Some(key), true, Ok(value)) = (&key, ttl > 0, serde_json::to_vec(&token)) {
             self.host
-                .cache_set(&key, &value, u32::try_from(ttl).unwrap_or(u32::MAX));
+                .cache_set(key, &value, u32::try_from(ttl).unwrap_or(u32::MAX));
+        }
+        if let Some(claim) = &claim {
+            self.host.cache_remove(claim);
         }
         self.token = Some(token);
         self.token_from_cache = false;
         Ok(())
+    }
+
+    /// A still-valid token of this identity from the shared cache.
+    fn cached_token(&self, key: &str) -> Option<AccessToken> {
+        let now = self.host.now_unix_secs();
+        self.host
+            .cache_get(key)
+            .and_then(|b| serde_json::from_slice::<AccessToken>(&b).ok())
+            .filter(|t| t.cache_ttl(now) > 0)
+    }
+
+    /// When another mount of this identity is asking AAD right now, its token once it is stored.
+    fn token_from_peer(&self, key: &str) -> Option<AccessToken> {
+        let claim = claim_key(key);
+        // No claim: nobody is asking.
+        self.host.cache_get(&claim)?;
+        self.host.log(
+            Level::Debug,
+            &format!(
+                "waiting for the {} token another mount is requesting",
+                self.config.auth.describe()
+            ),
+        );
+        for _ in 0..CLAIM_POLLS {
+            self.host.sleep(CLAIM_POLL);
+            if let Some(token) = self.cached_token(key) {
+                return Some(token);
+            }
+            // Released without a token: that request failed.
+            self.host.cache_get(&claim)?;
+        }
+        None
     }
 
     fn acquire_token(&mut self, challenge: &VaultChallenge) -> Result<AccessToken, ProviderError> {
@@ -724,6 +771,11 @@ fn select_history(
         ));
     }
     Ok(selected)
+}
+
+/// The cache key of the claim on a token request, beside the token's own key.
+fn claim_key(token_key: &str) -> String {
+    format!("{token_key}#claim")
 }
 
 #[cfg(test)]

@@ -1168,7 +1168,7 @@ fn cached_tokens_expire_before_the_token_does() {
         .cache_sets
         .borrow()
         .iter()
-        .find(|(k, _)| k.starts_with("aad-token/"))
+        .find(|(k, _)| k.starts_with("aad-token/") && !k.ends_with("#claim"))
         .unwrap()
         .1;
     assert_eq!(token_ttl, 3600 - 300);
@@ -1790,4 +1790,58 @@ fn version_history_listing_errors() {
         .filter(|r| r.url.contains("/t/versions") || r.url.contains("evil"))
         .count();
     assert_eq!(listing, 1, "the foreign link is never followed");
+}
+
+fn claim_keys(host: &FakeHost) -> Vec<String> {
+    host.cache
+        .borrow()
+        .keys()
+        .filter(|k| k.ends_with("#claim"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_token_request_in_flight_elsewhere_is_waited_for_and_released_after() {
+    let host = host_with_secret("a", "x");
+    let sp = sp_request(&objects(&[("a", "secret", "")]));
+    mount_ok(&host, &sp);
+    assert_eq!(count_token_requests(&host), 1);
+    assert!(claim_keys(&host).is_empty(), "the claim is released");
+    let token_key = host
+        .cache
+        .borrow()
+        .keys()
+        .find(|k| k.starts_with("aad-token/"))
+        .cloned()
+        .unwrap();
+
+    // Another mount of this identity claimed the request and never delivers (it died): this one
+    // waits the claim out (5 s in 10 ms steps), then asks itself.
+    host.cache.borrow_mut().remove(&token_key);
+    host.cache.borrow_mut().insert(
+        format!("{token_key}#claim"),
+        (b"pending".to_vec(), START + 60),
+    );
+    host.sleeps.borrow_mut().clear();
+    mount_ok(&host, &sp);
+    assert_eq!(count_token_requests(&host), 2);
+    let sleeps = host.sleeps.borrow().clone();
+    assert_eq!(sleeps.len(), 500);
+    assert!(sleeps.iter().all(|d| *d == Duration::from_millis(10)));
+    assert!(claim_keys(&host).is_empty());
+
+    // A failed request releases its claim at once.
+    host.cache.borrow_mut().clear();
+    let o = objects(&[("a", "secret", "")]);
+    let wrong = request(
+        &[
+            ("keyvaultName", "kv1"),
+            ("tenantID", TENANT),
+            ("objects", &o),
+        ],
+        &[("clientid", "sp-client"), ("clientsecret", "wrong-secret")],
+    );
+    assert_eq!(mount_err(&host, &wrong).kind, ErrorKind::Unauthenticated);
+    assert!(claim_keys(&host).is_empty(), "released after a failure");
 }

@@ -293,6 +293,35 @@ async fn a_rotated_secret_reaches_the_next_mount() {
     assert_ne!(first, second);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_mounts_of_one_identity_ask_for_one_token() {
+    let env = Env::start().await;
+    env.emu
+        .set_secret(VAULT, "alpha", "alpha-value", None)
+        .unwrap();
+    // Token requests take a while, as they do against Entra ID: the others start meanwhile.
+    env.emu.set_faults(FaultPlan::none().with_rule(FaultRule {
+        scope: FaultScope::Token,
+        latency: Duration::from_millis(200),
+        ..FaultRule::default()
+    }));
+    let objs = objects(&[object(&[("objectName", "alpha"), ("objectType", "secret")])]);
+    let mount = Mount::sp(&objs);
+    let (a, b, c, d, e, f) = tokio::join!(
+        env.mount(&mount),
+        env.mount(&mount),
+        env.mount(&mount),
+        env.mount(&mount),
+        env.mount(&mount),
+        env.mount(&mount)
+    );
+    for response in [a, b, c, d, e, f] {
+        assert_eq!(text(&response.unwrap(), "alpha"), "alpha-value");
+    }
+    let c = env.emu.counters();
+    assert_eq!(c.token_requests_for("aad"), 1, "{c:?}");
+}
+
 #[tokio::test]
 async fn the_token_and_the_challenge_are_cached_per_identity() {
     let env = Env::start().await;
