@@ -7,10 +7,17 @@
 //! bounded in memory, wall-clock time, network requests and output size; breaking a bound ends the
 //! call with a [`CallError`] that says which bound, and the host carries on.
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::path::Path;
+//! # use secrets_store_runtime::{CallContext, Policy, PolicySpec, Runtime, RuntimeConfig};
+//! # async fn example(request: secrets_store_runtime::contract::MountRequest) -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let policy = Policy::from_spec(&PolicySpec::default())?;
 //! let provider = runtime.load_file("azure", Path::new("azure.wasm"), policy)?;
 //! let response = provider.mount(&request, &CallContext::default()).await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
 //! ```
 
 mod bindings;
