@@ -253,13 +253,7 @@ async fn publish_republish_unpublish() {
 
     // The pod status, as upstream writes it.
     let status = driver
-        .api
-        .get_json(
-            "secrets-store.csi.x-k8s.io",
-            "secretproviderclasspodstatuses",
-            NS,
-            "web-default-echo-class",
-        )
+        .pod_status(NS, "web", "echo-class")
         .expect("pod status written");
     assert_eq!(
         status["metadata"]["labels"]["internal.secrets-store.csi.k8s.io/node-name"],
@@ -556,13 +550,7 @@ async fn a_volume_without_its_pod_status_is_adopted_after_a_restart() {
     assert_eq!(read(finished, "f"), "v1", "a finished volume is left alone");
     assert_eq!(read(lost, "f"), "v2", "the adopted volume was refreshed");
     let status = driver
-        .api
-        .get_json(
-            "secrets-store.csi.x-k8s.io",
-            "secretproviderclasspodstatuses",
-            NS,
-            &lost_status,
-        )
+        .pod_status(NS, "lost", "c")
         .expect("the pod status is written again");
     assert_eq!(status["status"]["mounted"], true);
     assert_eq!(
@@ -605,15 +593,7 @@ async fn a_legacy_grpc_provider_is_reached_through_its_socket() {
     assert_eq!(attributes["csi.storage.k8s.io/pod.name"], "p");
     let secrets: serde_json::Value = serde_json::from_str(&received.secrets).unwrap();
     assert_eq!(secrets["clientid"], "abc");
-    let status = driver
-        .api
-        .get_json(
-            "secrets-store.csi.x-k8s.io",
-            "secretproviderclasspodstatuses",
-            NS,
-            "p-default-old",
-        )
-        .unwrap();
+    let status = driver.pod_status(NS, "p", "old").unwrap();
     assert_eq!(status["status"]["objects"][0]["version"], "7");
 }
 
@@ -738,15 +718,7 @@ async fn azure_mounts_rotates_and_keeps_content_when_a_refresh_fails() {
         "second-value",
         "a republish refreshes the content"
     );
-    let status = driver
-        .api
-        .get_json(
-            "secrets-store.csi.x-k8s.io",
-            "secretproviderclasspodstatuses",
-            NS,
-            "app-default-kv",
-        )
-        .unwrap();
+    let status = driver.pod_status(NS, "app", "kv").unwrap();
     assert_eq!(status["status"]["objects"][0]["version"], version.as_str());
 
     // The vault breaks: the republish still answers OK and the previous content stays.

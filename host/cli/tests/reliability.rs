@@ -305,12 +305,6 @@ async fn publish_all(
     results
 }
 
-fn pod_status(driver: &Driver, pod: &str, class: &str) -> Option<serde_json::Value> {
-    driver
-        .api
-        .get_json(SPC_GROUP, SPC_STATUSES, NS, &format!("{pod}-{NS}-{class}"))
-}
-
 // ------------------------------------------------------------------------------------------------
 // 1. Faults from the store
 
@@ -910,7 +904,7 @@ async fn a_sigkill_in_a_republish_wave_loses_and_leaks_nothing() {
             Vec::<String>::new(),
             "{pod}: no temp dir leaks"
         );
-        let status = pod_status(&driver, pod, class).expect("pod status");
+        let status = driver.pod_status(NS, pod, class).expect("pod status");
         for object in status["status"]["objects"].as_array().unwrap() {
             let id = object["id"].as_str().unwrap();
             let name = id.strip_prefix("secret/").unwrap();
@@ -1058,7 +1052,7 @@ impl Refusal<'_> {
         assert!(!target.exists(), "{class}: nothing is written");
         assert_eq!(mounts::state(&target).unwrap(), MountState::None);
         assert!(
-            pod_status(self.driver, self.pod, class).is_none(),
+            self.driver.pod_status(NS, self.pod, class).is_none(),
             "{class}: no pod status"
         );
         assert!(

@@ -311,6 +311,16 @@ impl Driver {
     }
 
     /// Our tmpfs mounts below this driver's kubelet directory.
+    /// The SecretProviderClassPodStatus of a pod's volume of `class`, as the API server holds it.
+    pub fn pod_status(&self, namespace: &str, pod: &str, class: &str) -> Option<serde_json::Value> {
+        self.api.get_json(
+            "secrets-store.csi.x-k8s.io",
+            "secretproviderclasspodstatuses",
+            namespace,
+            &secrets_store_k8s::pod_status_name(pod, namespace, class),
+        )
+    }
+
     pub fn our_mounts(&self) -> Vec<PathBuf> {
         secrets_store_publish::mounts::ours_under(&self.kubelet).unwrap()
     }
