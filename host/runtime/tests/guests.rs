@@ -822,6 +822,17 @@ mod fetch {
         }
     }
 
+    /// The fetch guest, allowed to reach 127.0.0.1:`port`, on a runtime that records joins.
+    fn fetch_counting_joins(port: u16) -> (Arc<Joins>, secrets_store_runtime::Provider) {
+        let joins = Arc::new(Joins::default());
+        let runtime = runtime_from(RuntimeConfig {
+            observer: Arc::new(JoinObserver(joins.clone())),
+            ..Default::default()
+        });
+        let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
+        (joins, fetch)
+    }
+
     #[tokio::test]
     async fn identical_gets_in_flight_share_one_upstream_request() {
         let release = Arc::new(tokio::sync::Notify::new());
@@ -845,12 +856,7 @@ mod fetch {
         })
         .await;
         let port = server.addr.port();
-        let joins = Arc::new(Joins::default());
-        let runtime = runtime_from(RuntimeConfig {
-            observer: Arc::new(JoinObserver(joins.clone())),
-            ..Default::default()
-        });
-        let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
+        let (joins, fetch) = fetch_counting_joins(port);
         let url = format!("http://127.0.0.1:{port}/secrets/a");
         let mount = |auth: &'static str| {
             let fetch = fetch.clone();
@@ -903,12 +909,7 @@ mod fetch {
         })
         .await;
         let port = server.addr.port();
-        let joins = Arc::new(Joins::default());
-        let runtime = runtime_from(RuntimeConfig {
-            observer: Arc::new(JoinObserver(joins.clone())),
-            ..Default::default()
-        });
-        let fetch = fetch_provider(&runtime, allow(&[&format!("http://127.0.0.1:{port}")]));
+        let (joins, fetch) = fetch_counting_joins(port);
         let url = format!("http://127.0.0.1:{port}/secrets/a");
         let mount = || {
             let fetch = fetch.clone();
