@@ -1,6 +1,6 @@
-//! The real driver's resident size: the release `secrets-store-host serve` binary with azure.wasm
-//! loaded, an in-process fake API server, the emulator, and 100 volumes published through its CSI
-//! socket onto real tmpfs mounts (root only) — the way kubelet drives it.
+//! The real driver's resident size: the shipped `secrets-store-host serve` binary (`production`
+//! profile) with azure.wasm loaded, an in-process fake API server, the emulator, and 100 volumes
+//! published through its CSI socket onto real tmpfs mounts (root only) — the way kubelet drives it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,18 +26,21 @@ const S: &str = "driver RSS with 100 volumes";
 pub const VOLUMES: usize = 100;
 const NODE: &str = "bench-node";
 
-/// Build the driver binary in release mode with the cargo that runs this benchmark (same target
-/// directory and profile); returns the executable's path.
+/// Build the driver binary as it ships (the `production` profile) with the cargo that runs this
+/// benchmark (same target directory); returns the executable's path.
 pub fn build_driver() -> Result<PathBuf, BenchError> {
     const B: &str = "build secrets-store-host";
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench: building the driver (cargo build --release -p secrets-store-host) …");
+    eprintln!(
+        "bench: building the driver (cargo build --profile production -p secrets-store-host) …"
+    );
     let output = Command::new(&cargo)
         .current_dir(&root)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "production",
             "-p",
             "secrets-store-host",
             "--message-format=json-render-diagnostics",
@@ -481,7 +484,7 @@ pub async fn rss_100_volumes(
         mib(rss),
         "MiB",
         &format!(
-            "VmRSS of the release `secrets-store-host serve` with azure.wasm loaded (from its artifact cache) and {VOLUMES} volumes published through its CSI socket"
+            "VmRSS of the shipped (production profile) `secrets-store-host serve` with azure.wasm loaded (from its artifact cache) and {VOLUMES} volumes published through its CSI socket"
         ),
     );
     report.goal("rss_mib_100_volumes", Goal::AtMost(24.0), "≤ 24 MiB");

@@ -1,7 +1,7 @@
 //! `cargo run --release -p secrets-store-bench`: the performance figures of the driver, measured in
 //! one run against the Key Vault emulator with a fixed round trip injected on every request.
 //!
-//! Scenarios: the real driver's resident size with 100 published volumes (release binary, real
+//! Scenarios: the real driver's resident size with 100 published volumes (the shipped binary, real
 //! tmpfs, needs root); component compile vs cached load; warm and cold mounts of 10 secrets
 //! through azure.wasm in the runtime; upstream's sequential pattern for comparison; a republish
 //! wave of 100 pods; the host's own overhead per mount with a trivial provider; the host's RSS
@@ -314,7 +314,7 @@ fn notes(report: &mut Report) {
         ),
         format!(
             "**Driver RSS** ({:.1} MiB with 100 volumes; {:.1} MiB idle after a restart, {:.1} MiB idle on a first start that \
-             compiled the module; peak {:.1} MiB): the release `secrets-store-host serve` process, read from /proc/PID/status \
+             compiled the module; peak {:.1} MiB): the shipped `secrets-store-host serve` process (production profile), read from /proc/PID/status \
              after 100 concurrent NodePublishVolume calls onto real tmpfs mounts (tmpfs pages are not in the process's RSS). \
              All volumes were unpublished afterwards and no tmpfs was left. Of the figure, {:.1} MiB are private memory and \
              {:.1} MiB pages of the executable and libraries (clean and shared; the kernel maps the neighbours of every code \
