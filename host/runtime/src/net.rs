@@ -185,8 +185,7 @@ pub(crate) struct Outbound {
     timeouts: Timeouts,
     total_timeout: Duration,
     in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
-    responses: Mutex<HashMap<[u8; 32], CachedResponse>>,
-    fresh: Mutex<FreshResponses>,
+    recent: Mutex<RecentResponses>,
     gates: Mutex<HashMap<String, Gate>>,
     observer: Arc<dyn Observer>,
 }
@@ -228,46 +227,56 @@ impl Drop for Waiter {
 }
 
 static NEXT_FETCH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// A response kept for `responseCacheSeconds`, with its expiry.
-type CachedResponse = (Instant, Arc<Buffered>);
+/// Bytes of response bodies kept in [`RecentResponses`]; past it, answers are not kept.
+const MAX_RECENT_BYTES: usize = 4 << 20;
 
-/// Bytes of response bodies kept for [`FreshResponses`]; past it, answers are not kept.
-const MAX_FRESH_BYTES: usize = 4 << 20;
-
-/// Successful GET answers with the instant their request left, for calls that began before then.
+/// Successful GET answers, kept for two uses:
 ///
-/// Coalescing shares an exchange with the calls that ask while it is in flight. A call that was
-/// already running (or queued for an instance slot) when the request was sent but asks a moment
-/// after the answer came back is served the same answer: it was read from the store after that
-/// call began, which is exactly the freshness coalescing gives. So a republish wave larger than the
-/// instance pool costs one GET per object instead of one per pool generation, and no call ever sees
-/// a value read before it started. Entries live at most one call timeout (no live call can be older).
+/// - Fresh for a call: coalescing shares an exchange with the calls that ask while it is in flight.
+///   A call that was already running (or queued for an instance slot) when the request was sent but
+///   asks a moment after the answer came back is served the same answer: it was read from the store
+///   after that call began, which is exactly the freshness coalescing gives. So a republish wave
+///   larger than the instance pool costs one GET per object instead of one per pool generation, and
+///   no call ever sees a value read before it started. Kept one call timeout (no live call is older).
+/// - The response cache (`responseCacheSeconds`, off by default): any call, until the TTL runs out.
 #[derive(Default)]
-struct FreshResponses {
-    entries: HashMap<[u8; 32], (Instant, Arc<Buffered>)>,
+struct RecentResponses {
+    entries: HashMap<[u8; 32], Recent>,
     bytes: usize,
 }
 
-impl FreshResponses {
-    fn get(&mut self, key: &[u8; 32], call_started: Instant) -> Option<Arc<Buffered>> {
-        let (sent, response) = self.entries.get(key)?;
-        (*sent >= call_started).then(|| response.clone())
+struct Recent {
+    /// When the request left (at the latest).
+    sent: Instant,
+    /// Until when it serves any call (the response cache), if at all.
+    cached_until: Option<Instant>,
+    /// Until when it is kept.
+    keep_until: Instant,
+    response: Arc<Buffered>,
+}
+
+impl RecentResponses {
+    fn get(&self, key: &[u8; 32], call_started: Instant) -> Option<Arc<Buffered>> {
+        let recent = self.entries.get(key)?;
+        let cached = recent.cached_until.is_some_and(|t| t > Instant::now());
+        (cached || recent.sent >= call_started).then(|| recent.response.clone())
     }
 
-    fn insert(&mut self, key: [u8; 32], sent: Instant, response: Arc<Buffered>, max_age: Duration) {
+    fn insert(&mut self, key: [u8; 32], recent: Recent, max_entries: usize) {
         let now = Instant::now();
         let mut freed = 0;
-        self.entries.retain(|k, (at, r)| {
-            let keep = now.saturating_duration_since(*at) < max_age && k != &key;
+        self.entries.retain(|k, r| {
+            let keep = r.keep_until > now && k != &key;
             if !keep {
-                freed += r.body.len();
+                freed += r.response.body.len();
             }
             keep
         });
         self.bytes -= freed;
-        if self.bytes + response.body.len() <= MAX_FRESH_BYTES {
-            self.bytes += response.body.len();
-            self.entries.insert(key, (sent, response));
+        let size = recent.response.body.len();
+        if self.bytes + size <= MAX_RECENT_BYTES && self.entries.len() < max_entries {
+            self.bytes += size;
+            self.entries.insert(key, recent);
         }
     }
 }
@@ -315,8 +324,7 @@ impl Outbound {
             },
             total_timeout: network.total_timeout,
             in_flight: Mutex::new(HashMap::new()),
-            responses: Mutex::new(HashMap::new()),
-            fresh: Mutex::new(FreshResponses::default()),
+            recent: Mutex::new(RecentResponses::default()),
             gates: Mutex::new(HashMap::new()),
             observer,
         })
@@ -408,7 +416,8 @@ impl Outbound {
     }
 
     /// GETs with the same URL and headers (credentials included) share one upstream exchange, the
-    /// answer of one sent after the call began, and optionally a short-lived cached response.
+    /// answer of one sent after the call began, and optionally a short-lived cached response
+    /// (see [`RecentResponses`]).
     #[allow(clippy::too_many_arguments)]
     async fn shared_get(
         self: Arc<Self>,
@@ -419,34 +428,19 @@ impl Outbound {
         headers: HeaderMap,
         timeouts: Timeouts,
     ) -> Result<Arc<Buffered>, FetchError> {
-        if self.policy.response_cache_ttl.is_some() {
-            let responses = self.responses.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, cached)) = responses
-                .get(&key)
-                .filter(|(expires, _)| *expires > Instant::now())
-            {
-                self.observer.outbound(
-                    &self.provider,
-                    &target.host,
-                    Some(cached.status.as_u16()),
-                    true,
-                );
-                return Ok(cached.clone());
-            }
-        }
-        let fresh = self
-            .fresh
+        let recent = self
+            .recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key, call_started);
-        if let Some(fresh) = fresh {
+        if let Some(recent) = recent {
             self.observer.outbound(
                 &self.provider,
                 &target.host,
-                Some(fresh.status.as_u16()),
+                Some(recent.status.as_u16()),
                 true,
             );
-            return Ok(fresh);
+            return Ok(recent);
         }
         let (shared, joined, _waiter) = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -481,15 +475,7 @@ impl Outbound {
                         if let Ok(buffered) = &result
                             && buffered.status == StatusCode::OK
                         {
-                            this.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                                key,
-                                sent,
-                                buffered.clone(),
-                                this.policy.timeout,
-                            );
-                            if let Some(ttl) = this.policy.response_cache_ttl {
-                                this.remember(key, buffered.clone(), ttl);
-                            }
+                            this.remember(key, sent, buffered.clone());
                         }
                         result
                     });
@@ -530,13 +516,22 @@ impl Outbound {
         result
     }
 
-    fn remember(&self, key: [u8; 32], response: Arc<Buffered>, ttl: Duration) {
-        let mut responses = self.responses.lock().unwrap_or_else(|e| e.into_inner());
+    fn remember(&self, key: [u8; 32], sent: Instant, response: Arc<Buffered>) {
         let now = Instant::now();
-        responses.retain(|_, (expires, _)| *expires > now);
-        if responses.len() < self.policy.cache_max_entries.max(1) {
-            responses.insert(key, (now + ttl, response));
-        }
+        let cached_until = self.policy.response_cache_ttl.map(|ttl| now + ttl);
+        let keep_until = cached_until.map_or(sent + self.policy.timeout, |until| {
+            until.max(sent + self.policy.timeout)
+        });
+        let recent = Recent {
+            sent,
+            cached_until,
+            keep_until,
+            response,
+        };
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, recent, self.policy.cache_max_entries.max(1));
     }
 
     async fn fetch(

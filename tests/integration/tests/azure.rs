@@ -293,6 +293,22 @@ async fn a_rotated_secret_reaches_the_next_mount() {
     assert_ne!(first, second);
 }
 
+/// Stores `NAME-value` under each name and returns the `objects` parameter that mounts them all.
+fn seed_secrets<S: AsRef<str>>(env: &Env, names: &[S]) -> String {
+    for name in names {
+        let name = name.as_ref();
+        env.emu
+            .set_secret(VAULT, name, &format!("{name}-value"), None)
+            .unwrap();
+    }
+    objects(
+        &names
+            .iter()
+            .map(|n| object(&[("objectName", n.as_ref()), ("objectType", "secret")]))
+            .collect::<Vec<_>>(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_mounts_of_one_identity_ask_for_one_token() {
     let env = Env::start().await;
@@ -326,17 +342,7 @@ async fn concurrent_first_mounts_of_one_identity_ask_for_one_token() {
 async fn the_token_and_the_challenge_are_cached_per_identity() {
     let env = Env::start().await;
     let names = ["alpha", "beta", "gamma"];
-    for name in names {
-        env.emu
-            .set_secret(VAULT, name, &format!("{name}-value"), None)
-            .unwrap();
-    }
-    let objs = objects(
-        &names
-            .iter()
-            .map(|n| object(&[("objectName", n), ("objectType", "secret")]))
-            .collect::<Vec<_>>(),
-    );
+    let objs = seed_secrets(&env, &names);
     let authenticated_gets = |emu: &keyvault_emulator::RunningEmulator| -> u64 {
         emu.counters().gets_per_object.values().sum()
     };
@@ -418,17 +424,7 @@ async fn the_token_and_the_challenge_are_cached_per_identity() {
 async fn all_objects_of_a_mount_are_fetched_at_once() {
     let env = Env::start().await;
     let names: Vec<String> = (0..10).map(|i| format!("object-{i}")).collect();
-    for name in &names {
-        env.emu
-            .set_secret(VAULT, name, &format!("{name}-value"), None)
-            .unwrap();
-    }
-    let objs = objects(
-        &names
-            .iter()
-            .map(|n| object(&[("objectName", n), ("objectType", "secret")]))
-            .collect::<Vec<_>>(),
-    );
+    let objs = seed_secrets(&env, &names);
     // Warm up the challenge and the token so the measured mount is the ten GETs.
     env.mount(&Mount::sp(&objs)).await.unwrap();
     let latency = Duration::from_millis(1500);
@@ -467,17 +463,7 @@ async fn all_objects_of_a_mount_are_fetched_at_once() {
 async fn more_objects_than_one_batch() {
     let env = Env::start().await;
     let names: Vec<String> = (0..40).map(|i| format!("many-{i:02}")).collect();
-    for name in &names {
-        env.emu
-            .set_secret(VAULT, name, &format!("{name}-value"), None)
-            .unwrap();
-    }
-    let objs = objects(
-        &names
-            .iter()
-            .map(|n| object(&[("objectName", n), ("objectType", "secret")]))
-            .collect::<Vec<_>>(),
-    );
+    let objs = seed_secrets(&env, &names);
     let response = env.mount(&Mount::sp(&objs)).await.unwrap();
     let got: Vec<(String, String)> = response
         .files
