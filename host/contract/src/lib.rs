@@ -12,6 +12,13 @@ use serde::{Deserialize, Serialize};
 /// The mode a file gets when neither the provider nor the request says otherwise (kubelet's 0644).
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
 
+/// What stands in for a secret value in every log line, error message, event and `Debug` output.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The volume-context key under which kubelet passes the pod's service-account tokens: JSON of the
+/// form `{"<audience>":{"token":…,"expirationTimestamp":…}}` (CSIDriver `tokenRequests`).
+pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+
 /// One mount request, as handed to a provider.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct MountRequest {
