@@ -89,14 +89,20 @@ impl Error {
     }
 }
 
-/// Identifies one API call for error messages.
+/// Identifies one API call for error messages; [`Op::error`] maps a kube error for it to
+/// [`Error`]. Public so that crates calling the API themselves (secret sync) classify errors the
+/// same way.
 #[derive(Clone, Debug)]
-pub(crate) struct Op<'a> {
+pub struct Op<'a> {
+    /// The API verb, e.g. `get`.
     pub verb: &'static str,
+    /// Kind of the object, e.g. `Secret`.
     pub kind: &'a str,
     /// Plural resource with group, as the API server names it in messages.
     pub resource: &'a str,
+    /// Namespace of the object (empty: cluster-wide or all namespaces).
     pub namespace: &'a str,
+    /// Name of the object (empty: a list).
     pub name: &'a str,
 }
 

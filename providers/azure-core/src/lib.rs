@@ -17,16 +17,11 @@ pub mod auth;
 pub mod challenge;
 pub mod cloud;
 pub mod content;
-pub mod der;
 pub mod encoding;
 mod http;
-pub mod keys;
 pub mod keyvault;
 mod mount;
 pub mod params;
-pub mod pem;
-pub mod pkcs12;
-pub mod x509;
 pub mod yaml;
 
 pub use http::parse_retry_after;

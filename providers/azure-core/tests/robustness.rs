@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use secrets_store_azure_core::{
-    auth, challenge, cloud, content, encoding, keys, keyvault, params, parse_retry_after, pkcs12,
-    x509, yaml,
+    auth, challenge, cloud, content, encoding, keyvault, params, parse_retry_after, yaml,
 };
+use secrets_store_pki::{keys, pkcs12, x509};
 
 struct Rng(u64);
 
