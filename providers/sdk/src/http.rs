@@ -7,6 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, FutureIncomingResponse, IncomingResponse, Method as WitMethod, OutgoingBody,
@@ -433,31 +435,24 @@ impl ParsedUrl {
     }
 }
 
-/// Percent-encode for `application/x-www-form-urlencoded`.
+/// RFC 3986's unreserved characters stay, everything else is percent-encoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encode for `application/x-www-form-urlencoded` (spaces become `+`, as Go's
+/// `url.QueryEscape` writes them).
 pub fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    value
+        .split(' ')
+        .map(|part| utf8_percent_encode(part, UNRESERVED).to_string())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Percent-encode one URL path segment or query value.
 pub fn url_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(value, UNRESERVED).to_string()
 }
