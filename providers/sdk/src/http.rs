@@ -122,34 +122,26 @@ impl Response {
     }
 }
 
-/// Why a request produced no response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a request produced no response. The texts name the destination and the failure (WASI
+/// error codes carry no payloads), never headers or bodies.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The host's outbound policy refused the destination.
+    #[error("the host's outbound policy does not allow {0}")]
     Denied(String),
+    #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    #[error("timed out")]
     Timeout,
+    #[error("could not connect: {0}")]
     Connect(String),
+    #[error("TLS failure: {0}")]
     Tls(String),
+    #[error("response body larger than {0} bytes")]
     BodyTooLarge(usize),
+    #[error("{0}")]
     Other(String),
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Denied(dest) => write!(f, "the host's outbound policy does not allow {dest}"),
-            Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            Error::Timeout => f.write_str("timed out"),
-            Error::Connect(why) => write!(f, "could not connect: {why}"),
-            Error::Tls(why) => write!(f, "TLS failure: {why}"),
-            Error::BodyTooLarge(limit) => write!(f, "response body larger than {limit} bytes"),
-            Error::Other(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Send one request and wait for its whole response.
 pub fn send(request: Request) -> Result<Response, Error> {
