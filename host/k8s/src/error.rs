@@ -59,8 +59,11 @@ pub enum Error {
     Unavailable {
         /// What was attempted.
         operation: String,
-        /// The transport error.
+        /// The transport error, as text.
         message: String,
+        /// The transport error.
+        #[source]
+        source: Box<kube::Error>,
     },
     /// The object cannot be written as asked (rejected by the API server as invalid, or by the checks
     /// made here before writing).
@@ -74,8 +77,14 @@ pub enum Error {
         message: String,
     },
     /// No client configuration could be loaded.
-    #[error("Kubernetes client configuration: {0}")]
-    Config(String),
+    #[error("Kubernetes client configuration: {message}")]
+    Config {
+        /// What could not be loaded, and why.
+        message: String,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -161,6 +170,7 @@ impl Op<'_> {
             other => Error::Unavailable {
                 operation: self.describe(),
                 message: other.to_string(),
+                source: Box::new(other),
             },
         }
     }
