@@ -225,19 +225,7 @@ pub fn parse_parameters(
     secrets: &BTreeMap<String, String>,
     read_host_file: ReadHostFile<'_>,
 ) -> Result<MountConfig, ProviderError> {
-    let use_pod_identity = bool_parameter(attributes, USE_POD_IDENTITY)?;
-    let use_vm_managed_identity = bool_parameter(attributes, USE_VM_MANAGED_IDENTITY)?;
-    if bool_parameter(attributes, USE_POD_SERVICE_ACCOUNT_ANNOTATION)? {
-        return Err(invalid(format!(
-            "{USE_POD_SERVICE_ACCOUNT_ANNOTATION} is not supported: the sandboxed provider cannot read service accounts; set {CLIENT_ID} instead"
-        )));
-    }
-    if use_pod_identity && use_vm_managed_identity {
-        return Err(invalid(format!(
-            "cannot enable both pod identity and user-assigned managed identity ({USE_POD_IDENTITY} and {USE_VM_MANAGED_IDENTITY} are both true)"
-        )));
-    }
-
+    let identity = identity_choice(attributes)?;
     let keyvault_name = get(attributes, KEYVAULT_NAME).to_string();
     if keyvault_name.is_empty() {
         return Err(invalid("keyvaultName is not set"));
@@ -250,67 +238,11 @@ pub fn parse_parameters(
     if tenant_id.is_empty() {
         return Err(invalid("tenantID is not set"));
     }
-
-    let cloud_name = get(attributes, CLOUD_NAME);
-    let cloud = match cloud::select(cloud_name) {
-        Some(CloudSelection::Named(environment)) => environment,
-        Some(CloudSelection::FromFile) => {
-            let path = get(attributes, CLOUD_ENV_FILE_NAME);
-            if path.is_empty() {
-                return Err(invalid(format!(
-                    "cloudName {cloud_name} requires {CLOUD_ENV_FILE_NAME}, the path of the cloud environment JSON file"
-                )));
-            }
-            let bytes = read_host_file(path).map_err(|reason| {
-                invalid(format!(
-                    "{CLOUD_ENV_FILE_NAME} {path:?} could not be read ({reason}); the operator must list this path in the azure provider's host-files policy"
-                ))
-            })?;
-            cloud::parse_environment_file(&bytes)
-                .map_err(|e| invalid(format!("{CLOUD_ENV_FILE_NAME} {path:?} {e}")))?
-        }
-        None => {
-            return Err(invalid(format!(
-                "cloudName {cloud_name:?} is not valid: use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud or AzureStackCloud"
-            )));
-        }
-    };
-
+    let cloud = cloud_environment(attributes, read_host_file)?;
     let pod_name = get(attributes, POD_NAME).to_string();
     let pod_namespace = get(attributes, POD_NAMESPACE).to_string();
     let service_account_name = get(attributes, SERVICE_ACCOUNT_NAME).to_string();
-
-    let auth = if use_pod_identity {
-        if pod_name.is_empty() || pod_namespace.is_empty() {
-            return Err(invalid(
-                "pod information is not available. deploy a CSIDriver object to set podInfoOnMount: true",
-            ));
-        }
-        AuthMode::PodIdentity
-    } else if use_vm_managed_identity {
-        let id = get(attributes, USER_ASSIGNED_IDENTITY_ID);
-        AuthMode::VmManagedIdentity {
-            client_id: (!id.is_empty()).then(|| id.to_string()),
-        }
-    } else {
-        let client_id = get(attributes, CLIENT_ID);
-        if !client_id.is_empty() {
-            let assertion = workload_identity_token(get(attributes, SERVICE_ACCOUNT_TOKENS))?;
-            validate_tenant(&tenant_id)?;
-            AuthMode::WorkloadIdentity {
-                client_id: client_id.to_string(),
-                assertion,
-            }
-        } else {
-            let (client_id, client_secret) = service_principal(secrets)?;
-            validate_tenant(&tenant_id)?;
-            AuthMode::ServicePrincipal {
-                client_id,
-                client_secret,
-            }
-        }
-    };
-
+    let auth = auth_mode(identity, attributes, secrets, &tenant_id)?;
     let objects = parse_objects(
         attributes
             .get(OBJECTS)
@@ -329,6 +261,106 @@ pub fn parse_parameters(
         service_account_name,
         objects,
     })
+}
+
+/// Which identity the flags ask for, before the details are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    Pod,
+    VmManaged,
+    /// Workload identity (with `clientID`) or a service principal (nodePublishSecretRef).
+    Federated,
+}
+
+/// The identity flags, refusing the unsupported and contradictory combinations.
+fn identity_choice(attributes: &BTreeMap<String, String>) -> Result<Identity, ProviderError> {
+    let use_pod_identity = bool_parameter(attributes, USE_POD_IDENTITY)?;
+    let use_vm_managed_identity = bool_parameter(attributes, USE_VM_MANAGED_IDENTITY)?;
+    if bool_parameter(attributes, USE_POD_SERVICE_ACCOUNT_ANNOTATION)? {
+        return Err(invalid(format!(
+            "{USE_POD_SERVICE_ACCOUNT_ANNOTATION} is not supported: the sandboxed provider cannot read service accounts; set {CLIENT_ID} instead"
+        )));
+    }
+    match (use_pod_identity, use_vm_managed_identity) {
+        (true, true) => Err(invalid(format!(
+            "cannot enable both pod identity and user-assigned managed identity ({USE_POD_IDENTITY} and {USE_VM_MANAGED_IDENTITY} are both true)"
+        ))),
+        (true, false) => Ok(Identity::Pod),
+        (false, true) => Ok(Identity::VmManaged),
+        (false, false) => Ok(Identity::Federated),
+    }
+}
+
+/// The cloud `cloudName` names, or the custom one read from `cloudEnvFileName` (a host file).
+fn cloud_environment(
+    attributes: &BTreeMap<String, String>,
+    read_host_file: ReadHostFile<'_>,
+) -> Result<CloudEnvironment, ProviderError> {
+    let cloud_name = get(attributes, CLOUD_NAME);
+    match cloud::select(cloud_name) {
+        Some(CloudSelection::Named(environment)) => Ok(environment),
+        Some(CloudSelection::FromFile) => {
+            let path = get(attributes, CLOUD_ENV_FILE_NAME);
+            if path.is_empty() {
+                return Err(invalid(format!(
+                    "cloudName {cloud_name} requires {CLOUD_ENV_FILE_NAME}, the path of the cloud environment JSON file"
+                )));
+            }
+            let bytes = read_host_file(path).map_err(|reason| {
+                invalid(format!(
+                    "{CLOUD_ENV_FILE_NAME} {path:?} could not be read ({reason}); the operator must list this path in the azure provider's host-files policy"
+                ))
+            })?;
+            cloud::parse_environment_file(&bytes)
+                .map_err(|e| invalid(format!("{CLOUD_ENV_FILE_NAME} {path:?} {e}")))
+        }
+        None => Err(invalid(format!(
+            "cloudName {cloud_name:?} is not valid: use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud or AzureStackCloud"
+        ))),
+    }
+}
+
+/// The credentials of the chosen identity.
+fn auth_mode(
+    identity: Identity,
+    attributes: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
+    tenant_id: &str,
+) -> Result<AuthMode, ProviderError> {
+    match identity {
+        Identity::Pod => {
+            if get(attributes, POD_NAME).is_empty() || get(attributes, POD_NAMESPACE).is_empty() {
+                return Err(invalid(
+                    "pod information is not available. deploy a CSIDriver object to set podInfoOnMount: true",
+                ));
+            }
+            Ok(AuthMode::PodIdentity)
+        }
+        Identity::VmManaged => {
+            let id = get(attributes, USER_ASSIGNED_IDENTITY_ID);
+            Ok(AuthMode::VmManagedIdentity {
+                client_id: (!id.is_empty()).then(|| id.to_string()),
+            })
+        }
+        Identity::Federated => {
+            let client_id = get(attributes, CLIENT_ID);
+            if !client_id.is_empty() {
+                let assertion = workload_identity_token(get(attributes, SERVICE_ACCOUNT_TOKENS))?;
+                validate_tenant(tenant_id)?;
+                Ok(AuthMode::WorkloadIdentity {
+                    client_id: client_id.to_string(),
+                    assertion,
+                })
+            } else {
+                let (client_id, client_secret) = service_principal(secrets)?;
+                validate_tenant(tenant_id)?;
+                Ok(AuthMode::ServicePrincipal {
+                    client_id,
+                    client_secret,
+                })
+            }
+        }
+    }
 }
 
 /// Key Vault names: 3–24 characters of `[-A-Za-z0-9]`.
