@@ -455,6 +455,25 @@ mod tests {
     }
 
     #[test]
+    fn traditional_forms_round_trip_through_pkcs8() {
+        // A toy PKCS#1 RSAPrivateKey is recognised by its structure and wrapped, but a key that
+        // does not hold together is refused, not re-encoded.
+        let toy_rsa = der::sequence(&[&der::small_integer(0), &der::unsigned_integer(&[5])]);
+        assert!(any_to_pkcs8(&toy_rsa).is_err());
+        assert!(matches!(
+            any_to_pkcs8(&der::sequence(&[&der::small_integer(0), &der::null()])),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(any_to_pkcs8(b"not DER").is_err());
+        // Only RSA and EC keys have a traditional form; others are named by OID.
+        let ed = hex::decode("302e020100300506032b657004220420d4ee72dbf913584ad5b6d8f1f769f8ad3afe7c28cbf1d4fbe097a88f44755842").unwrap();
+        assert!(matches!(
+            to_traditional(&ed),
+            Err(KeyError::UnsupportedAlgorithm(oid)) if oid == "1.3.101.112"
+        ));
+    }
+
+    #[test]
     fn ec_points_must_be_on_the_curve() {
         assert!(ec_spki("P-256", &[1; 32], &[2; 32]).is_err());
         assert!(matches!(
