@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use secrets_store_csi::{IdentityService, NodeService, ProviderApiService, server};
-use secrets_store_k8s::{ClientOptions, EventRecorder, PodStatusWriter, SecretSync, SpcCache};
+use secrets_store_k8s::{ClientOptions, EventRecorder, PodStatusWriter, SpcCache};
 use secrets_store_metrics::Metrics;
 use secrets_store_proto::csi::v1::identity_server::IdentityServer;
 use secrets_store_proto::csi::v1::node_server::NodeServer;
@@ -16,6 +16,7 @@ use secrets_store_proto::provider::v1alpha1::csi_driver_provider_server::CsiDriv
 use secrets_store_providers::{ProviderRegistry, RegistryConfig};
 use secrets_store_publish::{Cluster, Publisher, PublisherConfig};
 use secrets_store_runtime::{Runtime, RuntimeConfig};
+use secrets_store_sync::SecretSync;
 
 use crate::CliError;
 use crate::local::SandboxOptions;

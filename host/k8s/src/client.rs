@@ -39,22 +39,23 @@ impl Default for ClientOptions {
 pub async fn build(options: &ClientOptions) -> Result<Client, Error> {
     let config = match &options.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-                Error::Config(format!("reading kubeconfig {}: {e}", path.display()))
-            })?;
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| config_error(format!("reading kubeconfig {}", path.display()), e))?;
             let kc_options = KubeConfigOptions {
                 context: options.context.clone(),
                 ..Default::default()
             };
             Config::from_custom_kubeconfig(kubeconfig, &kc_options)
                 .await
-                .map_err(|e| Error::Config(format!("loading kubeconfig {}: {e}", path.display())))?
+                .map_err(|e| config_error(format!("loading kubeconfig {}", path.display()), e))?
         }
         None => Config::incluster().map_err(|e| {
-            Error::Config(format!(
+            config_error(
                 "no --kubeconfig given and the in-cluster configuration is not usable \
-                 (not running in a pod with a service account?): {e}"
-            ))
+                 (not running in a pod with a service account?)"
+                    .to_string(),
+                e,
+            )
         })?,
     };
     from_config(config, &options.user_agent)
@@ -63,9 +64,10 @@ pub async fn build(options: &ClientOptions) -> Result<Client, Error> {
 /// Builds a client from a prepared configuration, adding the user agent.
 pub fn from_config(mut config: Config, user_agent: &str) -> Result<Client, Error> {
     let value = http::HeaderValue::from_str(user_agent).map_err(|e| {
-        Error::Config(format!(
-            "user agent {user_agent:?} is not a valid header value: {e}"
-        ))
+        config_error(
+            format!("user agent {user_agent:?} is not a valid header value"),
+            e,
+        )
     })?;
     config
         .headers
@@ -73,7 +75,16 @@ pub fn from_config(mut config: Config, user_agent: &str) -> Result<Client, Error
     config.headers.push((http::header::USER_AGENT, value));
     install_crypto_provider();
     Client::try_from(config)
-        .map_err(|e| Error::Config(format!("building the Kubernetes client: {e}")))
+        .map_err(|e| config_error("building the Kubernetes client".to_string(), e))
+}
+
+/// A configuration error: `what` failed because of `source` (whose text the message repeats, as
+/// the driver logs messages, not chains).
+fn config_error(what: String, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Config {
+        message: format!("{what}: {source}"),
+        source: Box::new(source),
+    }
 }
 
 /// rustls needs a process-wide crypto provider when more than one could be compiled in (another

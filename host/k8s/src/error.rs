@@ -59,8 +59,11 @@ pub enum Error {
     Unavailable {
         /// What was attempted.
         operation: String,
-        /// The transport error.
+        /// The transport error, as text.
         message: String,
+        /// The transport error.
+        #[source]
+        source: Box<kube::Error>,
     },
     /// The object cannot be written as asked (rejected by the API server as invalid, or by the checks
     /// made here before writing).
@@ -74,8 +77,14 @@ pub enum Error {
         message: String,
     },
     /// No client configuration could be loaded.
-    #[error("Kubernetes client configuration: {0}")]
-    Config(String),
+    #[error("Kubernetes client configuration: {message}")]
+    Config {
+        /// What could not be loaded, and why.
+        message: String,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -89,14 +98,20 @@ impl Error {
     }
 }
 
-/// Identifies one API call for error messages.
+/// Identifies one API call for error messages; [`Op::error`] maps a kube error for it to
+/// [`Error`]. Public so that crates calling the API themselves (secret sync) classify errors the
+/// same way.
 #[derive(Clone, Debug)]
-pub(crate) struct Op<'a> {
+pub struct Op<'a> {
+    /// The API verb, e.g. `get`.
     pub verb: &'static str,
+    /// Kind of the object, e.g. `Secret`.
     pub kind: &'a str,
     /// Plural resource with group, as the API server names it in messages.
     pub resource: &'a str,
+    /// Namespace of the object (empty: cluster-wide or all namespaces).
     pub namespace: &'a str,
+    /// Name of the object (empty: a list).
     pub name: &'a str,
 }
 
@@ -155,6 +170,7 @@ impl Op<'_> {
             other => Error::Unavailable {
                 operation: self.describe(),
                 message: other.to_string(),
+                source: Box::new(other),
             },
         }
     }

@@ -679,7 +679,7 @@ async fn client_from_a_kubeconfig_sends_the_driver_user_agent() {
     };
     let err = build_client(&missing).await.err().unwrap();
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("nope")),
+        matches!(&err, Error::Config { message, .. } if message.contains("nope")),
         "{err}"
     );
 }

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use secrets_store_contract::{File, MountResponse, ObjectVersion};
 use secrets_store_k8s::crd::SecretProviderClassObject;
 use secrets_store_k8s::crd::v1::SecretProviderClass;
-use secrets_store_k8s::{
-    EventRecorder, EventType, MountStatus, PodStatusWriter, SecretSync, SpcCache, SyncRequest,
-};
+use secrets_store_k8s::{EventRecorder, EventType, MountStatus, PodStatusWriter, SpcCache};
 use secrets_store_providers::{ProviderHandle, ProviderRegistry};
 use secrets_store_runtime::CallContext;
+use secrets_store_sync::{SecretSync, SyncRequest};
 use secrets_store_writer::AtomicWriter;
 
 use crate::error::PublishError;

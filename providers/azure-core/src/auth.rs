@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::challenge::VaultChallenge;
-use crate::encoding::json_error;
+use crate::encoding::{self, json_error};
 use crate::params::{AuthMode, MountConfig};
 use crate::{HttpRequest, Method};
 
@@ -46,38 +46,11 @@ impl AccessToken {
 
 /// application/x-www-form-urlencoded, as Go's `url.Values.Encode`.
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        let mut out = String::with_capacity(text.len());
-        for b in text.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    out.push(b as char)
-                }
-                b' ' => out.push('+'),
-                _ => out.push_str(&format!("%{b:02X}")),
-            }
-        }
-        out
-    };
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", encoding::form_value(k), encoding::form_value(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// Percent-encodes a query value but keeps `:` and `/`, which RFC 3986 allows there, so that a
-/// resource URL reads as upstream sends it (`?resource=https://vault.azure.net`).
-fn query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The request that obtains a token for the vault's challenge with the configured identity.
@@ -148,7 +121,7 @@ pub fn token_request(config: &MountConfig, challenge: &VaultChallenge) -> HttpRe
             method: Method::Get,
             url: format!(
                 "{NMI_ENDPOINT}?resource={}",
-                query_value(&challenge.resource)
+                encoding::query_value(&challenge.resource)
             ),
             headers: vec![
                 ("podns".to_string(), config.pod_namespace.clone()),

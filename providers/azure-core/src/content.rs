@@ -1,12 +1,14 @@
 //! The bytes written for each object, identical to upstream's `getSecret`/`getKey`/
 //! `getCertificate`, `decodePKCS12`, `fetchCertChains` and `getContentBytes`.
 
+use secrets_store_pki::keys::{self, KeyError};
+use secrets_store_pki::pem::{self, PemError};
+use secrets_store_pki::pkcs12::{self, Pkcs12Error};
+use secrets_store_pki::{der, x509};
+
 use crate::encoding::{self, DecodeError};
-use crate::keys::{self, KeyError};
 use crate::keyvault::{CertificateBundle, JsonWebKey, SecretBundle};
 use crate::params::{KeyVaultObject, ObjectEncoding};
-use crate::pkcs12::{self, Pkcs12Error};
-use crate::{der, pem, x509};
 
 pub const CONTENT_TYPE_PEM: &str = "application/x-pem-file";
 pub const CONTENT_TYPE_PFX: &str = "application/x-pkcs12";
@@ -16,18 +18,25 @@ pub enum ContentError {
     #[error("failed to get certificate. unknown content type '{0}'")]
     UnknownContentType(String),
     #[error("the certificate's PFX is not valid base64 ({0})")]
-    PfxBase64(DecodeError),
+    PfxBase64(#[source] DecodeError),
     #[error("{0}")]
     Pkcs12(#[from] Pkcs12Error),
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error("certificate {index} in the PFX cannot be parsed: {error}")]
-    Certificate { index: usize, error: der::DerError },
+    Certificate {
+        index: usize,
+        #[source]
+        error: der::DerError,
+    },
     #[error("failed to decode the secret value as {encoding}: {error}")]
     Encoding {
         encoding: &'static str,
+        #[source]
         error: DecodeError,
     },
+    #[error("{0}")]
+    Pem(#[from] PemError),
     #[error("key is missing its '{0}' member")]
     KeyMember(&'static str),
 }
@@ -39,14 +48,14 @@ pub fn pfx_to_pem(pfx_base64: &str) -> Result<String, ContentError> {
     let decoded = pkcs12::decode(&pfx)?;
     let mut out = String::new();
     for key in &decoded.private_keys {
-        pem::encode_into(&mut out, pem::PRIVATE_KEY, &keys::normalize_pkcs8(key)?);
+        pem::encode_into(&mut out, pem::PRIVATE_KEY, &keys::normalize_pkcs8(key)?)?;
     }
     let mut ids = Vec::with_capacity(decoded.certificates.len());
     for (index, cert) in decoded.certificates.iter().enumerate() {
         ids.push(x509::key_ids(cert).map_err(|error| ContentError::Certificate { index, error })?);
     }
     for index in x509::order_chain(&ids) {
-        pem::encode_into(&mut out, pem::CERTIFICATE, &decoded.certificates[index]);
+        pem::encode_into(&mut out, pem::CERTIFICATE, &decoded.certificates[index])?;
     }
     Ok(out)
 }
@@ -108,10 +117,10 @@ pub fn key_content(key: &JsonWebKey) -> Result<Vec<u8>, ContentError> {
         }
         other => return Err(KeyError::UnsupportedKeyType(other.to_string()).into()),
     };
-    Ok(pem::encode(pem::PUBLIC_KEY, &spki).into_bytes())
+    Ok(pem::encode(pem::PUBLIC_KEY, &spki)?.into_bytes())
 }
 
 /// A certificate's file content: the certificate as `CERTIFICATE` PEM.
-pub fn certificate_content(bundle: &CertificateBundle) -> Vec<u8> {
-    pem::encode(pem::CERTIFICATE, &bundle.cer).into_bytes()
+pub fn certificate_content(bundle: &CertificateBundle) -> Result<Vec<u8>, ContentError> {
+    Ok(pem::encode(pem::CERTIFICATE, &bundle.cer)?.into_bytes())
 }

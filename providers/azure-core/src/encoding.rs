@@ -1,9 +1,41 @@
 //! Base64 and hex decoding with the semantics of the Go code upstream relies on, and error
-//! messages that give a position only, never the (secret) input; JSON errors likewise.
+//! messages that give a position only, never the (secret) input; JSON errors likewise. Percent
+//! encoding of URL parts and form values as Go's `net/url` writes them (through `percent-encoding`).
 
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Everything but RFC 3986's unreserved characters is escaped (Go's `url.PathEscape` and
+/// `url.QueryEscape` agree on these).
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// In a query value `:` and `/` may stay, so that a resource URL reads as upstream sends it
+/// (`?resource=https://vault.azure.net`).
+const QUERY_VALUE: &AsciiSet = &UNRESERVED.remove(b':').remove(b'/');
+
+/// One URL path segment, percent-encoded.
+pub fn url_segment(text: &str) -> String {
+    utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+/// One query value, percent-encoded but keeping `:` and `/`.
+pub fn query_value(text: &str) -> String {
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
+}
+
+/// One `application/x-www-form-urlencoded` name or value, as Go's `url.QueryEscape`: spaces
+/// become `+`.
+pub fn form_value(text: &str) -> String {
+    text.split(' ')
+        .map(|part| utf8_percent_encode(part, UNRESERVED).to_string())
+        .collect::<Vec<_>>()
+        .join("+")
+}
 
 /// Go's `base64.StdEncoding`: padding required, non-zero trailing bits tolerated.
 const GO_STD: GeneralPurpose = GeneralPurpose::new(
@@ -126,6 +158,17 @@ pub fn go_hex(text: &str) -> Result<Vec<u8>, DecodeError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_encoding_as_go_writes_it() {
+        assert_eq!(url_segment("a/b c~é"), "a%2Fb%20c~%C3%A9");
+        assert_eq!(form_value("a b*+~"), "a+b%2A%2B~");
+        assert_eq!(form_value(" "), "+");
+        assert_eq!(
+            query_value("https://vault.azure.net/x?y"),
+            "https://vault.azure.net/x%3Fy"
+        );
+    }
 
     #[test]
     fn go_semantics() {

@@ -1,7 +1,7 @@
 //! Sending through the host with bounded concurrency and bounded, jittered retries of throttled
 //! (429/503) and transiently failed requests, honouring `Retry-After`.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::{Host, HttpRequest, HttpResponse, Level, TransportError};
 
@@ -64,65 +64,10 @@ pub fn parse_retry_after(value: &str, now_unix_secs: u64) -> Option<Duration> {
     Some(Duration::from_secs(at.saturating_sub(now_unix_secs)))
 }
 
+/// Seconds since the Unix epoch of an HTTP date (the `httpdate` crate reads all three forms).
 fn parse_http_date(value: &str) -> Option<u64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let (day, month, year, time) = match parts.as_slice() {
-        // Sun, 06 Nov 1994 08:49:37 GMT
-        [_, day, month, year, time, "GMT"] => (
-            day.parse::<u32>().ok()?,
-            *month,
-            year.parse::<i64>().ok()?,
-            *time,
-        ),
-        // Sunday, 06-Nov-94 08:49:37 GMT
-        [_, date, time, "GMT"] => {
-            let mut fields = date.split('-');
-            let day = fields.next()?.parse::<u32>().ok()?;
-            let month = fields.next()?;
-            let short_year = fields.next()?.parse::<i64>().ok()?;
-            let year = if short_year < 70 {
-                2000 + short_year
-            } else {
-                1900 + short_year
-            };
-            (day, month, year, *time)
-        }
-        // Sun Nov  6 08:49:37 1994
-        [_, month, day, time, year] => (
-            day.parse::<u32>().ok()?,
-            *month,
-            year.parse::<i64>().ok()?,
-            *time,
-        ),
-        _ => return None,
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as u32
-        + 1;
-    let mut clock = time.split(':').map(|f| f.parse::<u32>().ok());
-    let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
-    if clock.next().is_some() || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = days
-        .checked_mul(86_400)?
-        .checked_add(i64::from(h * 3600 + m * 60 + s))?;
-    u64::try_from(secs).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(month) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }
 
 /// Sends `requests` through the host in batches of [`MAX_BATCH`], retrying throttled and

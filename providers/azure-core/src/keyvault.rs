@@ -3,35 +3,22 @@
 
 use serde::Deserialize;
 
-use crate::encoding::{json_error, lenient_std_base64, lenient_url_base64};
+use crate::encoding::{json_error, lenient_std_base64, lenient_url_base64, url_segment};
 
 use crate::params::ObjectType;
 
 pub const API_VERSION: &str = "7.4";
-
-/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved characters).
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// `GET {vault}/{secrets|keys|certificates}/{name}[/{version}]?api-version=7.4`.
 pub fn object_url(vault_url: &str, object_type: ObjectType, name: &str, version: &str) -> String {
     let mut url = format!(
         "{vault_url}/{}/{}",
         object_type.collection(),
-        encode_segment(name)
+        url_segment(name)
     );
     if !version.is_empty() {
         url.push('/');
-        url.push_str(&encode_segment(version));
+        url.push_str(&url_segment(version));
     }
     url.push_str("?api-version=");
     url.push_str(API_VERSION);
@@ -43,7 +30,7 @@ pub fn versions_url(vault_url: &str, object_type: ObjectType, name: &str) -> Str
     format!(
         "{vault_url}/{}/{}/versions?api-version={API_VERSION}",
         object_type.collection(),
-        encode_segment(name)
+        url_segment(name)
     )
 }
 

@@ -17,16 +17,11 @@ pub mod auth;
 pub mod challenge;
 pub mod cloud;
 pub mod content;
-pub mod der;
 pub mod encoding;
 mod http;
-pub mod keys;
 pub mod keyvault;
 mod mount;
 pub mod params;
-pub mod pem;
-pub mod pkcs12;
-pub mod x509;
 pub mod yaml;
 
 pub use http::parse_retry_after;
@@ -127,6 +122,12 @@ pub enum TransportError {
     Other(String),
 }
 
+/// The host's reason for not handing out a host file (not in the provider's policy, missing, too
+/// large). Says nothing about the file's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostFileError(pub String);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Trace,
@@ -144,7 +145,7 @@ pub trait Host {
     fn cache_set(&self, key: &str, value: &[u8], ttl_secs: u32);
     fn cache_remove(&self, key: &str);
     /// Reads a file the operator made available to the provider.
-    fn read_host_file(&self, path: &str) -> Result<Vec<u8>, String>;
+    fn read_host_file(&self, path: &str) -> Result<Vec<u8>, HostFileError>;
     fn now_unix_secs(&self) -> u64;
     fn sleep(&self, duration: Duration);
     fn random_u64(&self) -> u64;

@@ -275,7 +275,7 @@ impl Session<'_> {
             ObjectType::Cert => {
                 let cert = keyvault::parse_certificate(&reply.body).map_err(body_error)?;
                 Ok((
-                    content::certificate_content(&cert),
+                    content::certificate_content(&cert).map_err(content_error)?,
                     keyvault::version_from_id(&cert.id),
                 ))
             }

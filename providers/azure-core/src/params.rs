@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use secrets_store_contract::{ErrorKind, ProviderError};
+use secrets_store_contract::{ErrorKind, ProviderError, SERVICE_ACCOUNT_TOKENS};
 use serde::Deserialize;
 
+use crate::HostFileError;
 use crate::cloud::{self, CloudEnvironment, CloudSelection};
 use crate::yaml::{self, Node, Scalar};
 
@@ -26,7 +27,6 @@ pub const OBJECTS: &str = "objects";
 pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
 pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
 pub const SERVICE_ACCOUNT_NAME: &str = "csi.storage.k8s.io/serviceAccount.name";
-pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
 
 /// The audience of the projected service-account token exchanged for an AAD token.
 pub const WORKLOAD_IDENTITY_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -217,7 +217,7 @@ fn bool_parameter(attributes: &BTreeMap<String, String>, key: &str) -> Result<bo
 }
 
 /// Reads a host file named by the user (the custom cloud environment).
-pub type ReadHostFile<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
+pub type ReadHostFile<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, HostFileError>;
 
 /// Parses and validates the mount parameters and the nodePublishSecretRef data.
 pub fn parse_parameters(
@@ -225,19 +225,7 @@ pub fn parse_parameters(
     secrets: &BTreeMap<String, String>,
     read_host_file: ReadHostFile<'_>,
 ) -> Result<MountConfig, ProviderError> {
-    let use_pod_identity = bool_parameter(attributes, USE_POD_IDENTITY)?;
-    let use_vm_managed_identity = bool_parameter(attributes, USE_VM_MANAGED_IDENTITY)?;
-    if bool_parameter(attributes, USE_POD_SERVICE_ACCOUNT_ANNOTATION)? {
-        return Err(invalid(format!(
-            "{USE_POD_SERVICE_ACCOUNT_ANNOTATION} is not supported: the sandboxed provider cannot read service accounts; set {CLIENT_ID} instead"
-        )));
-    }
-    if use_pod_identity && use_vm_managed_identity {
-        return Err(invalid(format!(
-            "cannot enable both pod identity and user-assigned managed identity ({USE_POD_IDENTITY} and {USE_VM_MANAGED_IDENTITY} are both true)"
-        )));
-    }
-
+    let identity = identity_choice(attributes)?;
     let keyvault_name = get(attributes, KEYVAULT_NAME).to_string();
     if keyvault_name.is_empty() {
         return Err(invalid("keyvaultName is not set"));
@@ -250,67 +238,11 @@ pub fn parse_parameters(
     if tenant_id.is_empty() {
         return Err(invalid("tenantID is not set"));
     }
-
-    let cloud_name = get(attributes, CLOUD_NAME);
-    let cloud = match cloud::select(cloud_name) {
-        Some(CloudSelection::Named(environment)) => environment,
-        Some(CloudSelection::FromFile) => {
-            let path = get(attributes, CLOUD_ENV_FILE_NAME);
-            if path.is_empty() {
-                return Err(invalid(format!(
-                    "cloudName {cloud_name} requires {CLOUD_ENV_FILE_NAME}, the path of the cloud environment JSON file"
-                )));
-            }
-            let bytes = read_host_file(path).map_err(|reason| {
-                invalid(format!(
-                    "{CLOUD_ENV_FILE_NAME} {path:?} could not be read ({reason}); the operator must list this path in the azure provider's host-files policy"
-                ))
-            })?;
-            cloud::parse_environment_file(&bytes)
-                .map_err(|e| invalid(format!("{CLOUD_ENV_FILE_NAME} {path:?} {e}")))?
-        }
-        None => {
-            return Err(invalid(format!(
-                "cloudName {cloud_name:?} is not valid: use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud or AzureStackCloud"
-            )));
-        }
-    };
-
+    let cloud = cloud_environment(attributes, read_host_file)?;
     let pod_name = get(attributes, POD_NAME).to_string();
     let pod_namespace = get(attributes, POD_NAMESPACE).to_string();
     let service_account_name = get(attributes, SERVICE_ACCOUNT_NAME).to_string();
-
-    let auth = if use_pod_identity {
-        if pod_name.is_empty() || pod_namespace.is_empty() {
-            return Err(invalid(
-                "pod information is not available. deploy a CSIDriver object to set podInfoOnMount: true",
-            ));
-        }
-        AuthMode::PodIdentity
-    } else if use_vm_managed_identity {
-        let id = get(attributes, USER_ASSIGNED_IDENTITY_ID);
-        AuthMode::VmManagedIdentity {
-            client_id: (!id.is_empty()).then(|| id.to_string()),
-        }
-    } else {
-        let client_id = get(attributes, CLIENT_ID);
-        if !client_id.is_empty() {
-            let assertion = workload_identity_token(get(attributes, SERVICE_ACCOUNT_TOKENS))?;
-            validate_tenant(&tenant_id)?;
-            AuthMode::WorkloadIdentity {
-                client_id: client_id.to_string(),
-                assertion,
-            }
-        } else {
-            let (client_id, client_secret) = service_principal(secrets)?;
-            validate_tenant(&tenant_id)?;
-            AuthMode::ServicePrincipal {
-                client_id,
-                client_secret,
-            }
-        }
-    };
-
+    let auth = auth_mode(identity, attributes, secrets, &tenant_id)?;
     let objects = parse_objects(
         attributes
             .get(OBJECTS)
@@ -329,6 +261,106 @@ pub fn parse_parameters(
         service_account_name,
         objects,
     })
+}
+
+/// Which identity the flags ask for, before the details are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    Pod,
+    VmManaged,
+    /// Workload identity (with `clientID`) or a service principal (nodePublishSecretRef).
+    Federated,
+}
+
+/// The identity flags, refusing the unsupported and contradictory combinations.
+fn identity_choice(attributes: &BTreeMap<String, String>) -> Result<Identity, ProviderError> {
+    let use_pod_identity = bool_parameter(attributes, USE_POD_IDENTITY)?;
+    let use_vm_managed_identity = bool_parameter(attributes, USE_VM_MANAGED_IDENTITY)?;
+    if bool_parameter(attributes, USE_POD_SERVICE_ACCOUNT_ANNOTATION)? {
+        return Err(invalid(format!(
+            "{USE_POD_SERVICE_ACCOUNT_ANNOTATION} is not supported: the sandboxed provider cannot read service accounts; set {CLIENT_ID} instead"
+        )));
+    }
+    match (use_pod_identity, use_vm_managed_identity) {
+        (true, true) => Err(invalid(format!(
+            "cannot enable both pod identity and user-assigned managed identity ({USE_POD_IDENTITY} and {USE_VM_MANAGED_IDENTITY} are both true)"
+        ))),
+        (true, false) => Ok(Identity::Pod),
+        (false, true) => Ok(Identity::VmManaged),
+        (false, false) => Ok(Identity::Federated),
+    }
+}
+
+/// The cloud `cloudName` names, or the custom one read from `cloudEnvFileName` (a host file).
+fn cloud_environment(
+    attributes: &BTreeMap<String, String>,
+    read_host_file: ReadHostFile<'_>,
+) -> Result<CloudEnvironment, ProviderError> {
+    let cloud_name = get(attributes, CLOUD_NAME);
+    match cloud::select(cloud_name) {
+        Some(CloudSelection::Named(environment)) => Ok(environment),
+        Some(CloudSelection::FromFile) => {
+            let path = get(attributes, CLOUD_ENV_FILE_NAME);
+            if path.is_empty() {
+                return Err(invalid(format!(
+                    "cloudName {cloud_name} requires {CLOUD_ENV_FILE_NAME}, the path of the cloud environment JSON file"
+                )));
+            }
+            let bytes = read_host_file(path).map_err(|reason| {
+                invalid(format!(
+                    "{CLOUD_ENV_FILE_NAME} {path:?} could not be read ({reason}); the operator must list this path in the azure provider's host-files policy"
+                ))
+            })?;
+            cloud::parse_environment_file(&bytes)
+                .map_err(|e| invalid(format!("{CLOUD_ENV_FILE_NAME} {path:?} {e}")))
+        }
+        None => Err(invalid(format!(
+            "cloudName {cloud_name:?} is not valid: use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud or AzureStackCloud"
+        ))),
+    }
+}
+
+/// The credentials of the chosen identity.
+fn auth_mode(
+    identity: Identity,
+    attributes: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
+    tenant_id: &str,
+) -> Result<AuthMode, ProviderError> {
+    match identity {
+        Identity::Pod => {
+            if get(attributes, POD_NAME).is_empty() || get(attributes, POD_NAMESPACE).is_empty() {
+                return Err(invalid(
+                    "pod information is not available. deploy a CSIDriver object to set podInfoOnMount: true",
+                ));
+            }
+            Ok(AuthMode::PodIdentity)
+        }
+        Identity::VmManaged => {
+            let id = get(attributes, USER_ASSIGNED_IDENTITY_ID);
+            Ok(AuthMode::VmManagedIdentity {
+                client_id: (!id.is_empty()).then(|| id.to_string()),
+            })
+        }
+        Identity::Federated => {
+            let client_id = get(attributes, CLIENT_ID);
+            if !client_id.is_empty() {
+                let assertion = workload_identity_token(get(attributes, SERVICE_ACCOUNT_TOKENS))?;
+                validate_tenant(tenant_id)?;
+                Ok(AuthMode::WorkloadIdentity {
+                    client_id: client_id.to_string(),
+                    assertion,
+                })
+            } else {
+                let (client_id, client_secret) = service_principal(secrets)?;
+                validate_tenant(tenant_id)?;
+                Ok(AuthMode::ServicePrincipal {
+                    client_id,
+                    client_secret,
+                })
+            }
+        }
+    }
 }
 
 /// Key Vault names: 3–24 characters of `[-A-Za-z0-9]`.
@@ -520,151 +552,25 @@ fn object_label(name: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// One object of `objects`, checked field by field with upstream's rules.
 fn parse_object(index: usize, text: &str) -> Result<KeyVaultObject, ProviderError> {
-    let root = yaml::parse(text).map_err(|e| {
-        invalid(format!(
-            "unmarshal failed for keyVaultObjects at index {index}: {e}"
-        ))
-    })?;
-    let pairs = match root {
-        None => Vec::new(),
-        Some(Node::Scalar(s)) if s.is_null() => Vec::new(),
-        Some(Node::Mapping(pairs)) => pairs,
-        Some(other) => {
-            return Err(invalid(format!(
-                "unmarshal failed for keyVaultObjects at index {index}: cannot unmarshal {} into an object",
-                other.kind()
-            )));
-        }
-    };
-    // Pick the name first so that every later error can name the object.
-    let name = pairs
-        .iter()
-        .find(|(k, _)| matches!(k, Node::Scalar(s) if s.value == "objectName"))
-        .and_then(|(_, v)| match v {
-            Node::Scalar(s) if !s.is_null() => Some(s.value.trim().to_string()),
-            _ => None,
-        })
-        .unwrap_or_default();
-    let label = if name.is_empty() {
-        format!("at index {index}")
-    } else {
-        format!("{name:?}")
-    };
-    let err =
-        |message: String| invalid_object(object_label(&name), format!("object {label}: {message}"));
-
-    let mut fields: BTreeMap<&'static str, Node> = BTreeMap::new();
-    let mut not_after = false;
-    for (key, value) in pairs {
-        let Node::Scalar(Scalar { value: key, .. }) = key else {
-            return Err(err("object keys must be strings".to_string()));
-        };
-        if key == "objectNotAfter" {
-            not_after = !matches!(&value, Node::Scalar(s) if s.is_null());
-            continue;
-        }
-        if let Some(field) = FIELD_NAMES.iter().find(|f| **f == key)
-            && fields.insert(field, value).is_some()
-        {
-            return Err(err(format!("mapping key {key:?} already defined")));
-        }
-        // Other keys are ignored, as yaml.v3 does.
-    }
-    if not_after {
-        return Err(err(
-            "objectNotAfter is not supported by this provider; pin objectVersion instead"
-                .to_string(),
-        ));
-    }
-    let text_field = |field: &str| -> Result<String, ProviderError> {
-        match fields.get(field) {
-            None => Ok(String::new()),
-            Some(node) => scalar_string(&name, field, node).map_err(|e| err(e.message)),
-        }
-    };
-
-    if name.is_empty() {
-        return Err(err("objectName is not set".to_string()));
-    }
-    text_field("objectName")?;
-    if name.len() > 127 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(err(format!(
-            "objectName {name:?} is not a Key Vault object name (1-127 letters, digits and '-')"
-        )));
-    }
-    let object_type = match text_field("objectType")?.as_str() {
-        "secret" => ObjectType::Secret,
-        "key" => ObjectType::Key,
-        "cert" => ObjectType::Cert,
-        other => {
-            return Err(err(format!(
-                "objectType {other:?} is not one of secret, key, cert"
-            )));
-        }
-    };
-    let format = text_field("objectFormat")?;
-    if !format.is_empty()
-        && !format.eq_ignore_ascii_case("pem")
-        && !format.eq_ignore_ascii_case("pfx")
-    {
-        return Err(err(format!(
-            "objectFormat {format:?} is not one of pem, pfx"
-        )));
-    }
-    // Upstream compares the lower-case spelling here; `PFX` on a key or cert is accepted and ignored.
-    if format == "pfx" && object_type != ObjectType::Secret {
-        return Err(err(
-            "objectFormat pfx is only supported for objectType secret".to_string(),
-        ));
-    }
-    let encoding_text = text_field("objectEncoding")?;
-    let encoding = if encoding_text.is_empty() {
-        ObjectEncoding::Utf8
-    } else if object_type != ObjectType::Secret {
-        return Err(err(
-            "objectEncoding is only supported for objectType secret".to_string(),
-        ));
-    } else if encoding_text.eq_ignore_ascii_case("utf-8") {
-        ObjectEncoding::Utf8
-    } else if encoding_text.eq_ignore_ascii_case("base64") {
-        ObjectEncoding::Base64
-    } else if encoding_text.eq_ignore_ascii_case("hex") {
-        ObjectEncoding::Hex
-    } else {
-        return Err(err(format!(
-            "objectEncoding {encoding_text:?} is not one of utf-8, base64, hex"
-        )));
-    };
-    let mut version = text_field("objectVersion")?;
-    if version == "latest" {
-        version.clear();
-    }
-    if version.contains(['/', '?', '#', '%']) || version.chars().any(char::is_control) {
-        return Err(err(format!(
-            "objectVersion {version:?} is not a Key Vault version"
-        )));
-    }
-    let version_history = match fields.get("objectVersionHistory") {
+    let fields = ObjectFields::parse(index, text)?;
+    let name = fields.object_name()?;
+    let object_type = fields.object_type()?;
+    let pfx = fields.object_format(object_type)?;
+    let encoding = fields.object_encoding(object_type)?;
+    let version = fields.object_version()?;
+    let version_history = match fields.fields.get("objectVersionHistory") {
         None => 0,
-        Some(node) => parse_history(node).map_err(|m| err(format!("objectVersionHistory {m}")))?,
+        Some(node) => {
+            parse_history(node).map_err(|e| fields.err(format!("objectVersionHistory {e}")))?
+        }
     };
-    let permission_text = text_field("filePermission")?;
-    let file_permission = if permission_text.is_empty() {
-        None
-    } else {
-        Some(parse_permission(&permission_text).ok_or_else(|| {
-            err(format!("filePermission {permission_text:?} must be an octal file mode between 0000 and 0777"))
-        })?)
-    };
-    let alias = text_field("objectAlias")?;
-    let file_name =
-        normalize_file_name(if alias.is_empty() { &name } else { &alias }).map_err(|reason| {
-            err(format!(
-                "file name {:?} {reason}",
-                if alias.is_empty() { &name } else { &alias }
-            ))
-        })?;
+    let file_permission = fields.file_permission()?;
+    let alias = fields.text("objectAlias")?;
+    let shown = if alias.is_empty() { &name } else { &alias };
+    let file_name = normalize_file_name(shown)
+        .map_err(|reason| fields.err(format!("file name {shown:?} {reason}")))?;
 
     Ok(KeyVaultObject {
         name,
@@ -672,28 +578,216 @@ fn parse_object(index: usize, text: &str) -> Result<KeyVaultObject, ProviderErro
         object_type,
         version,
         version_history,
-        pfx: format.eq_ignore_ascii_case("pfx"),
+        pfx,
         encoding,
         file_permission,
         file_name,
     })
 }
 
+/// The known fields of one object's YAML, with the object's name picked first so that every
+/// later error can name the object.
+struct ObjectFields {
+    name: String,
+    /// `"name"`, or `at index N` for an object without a name.
+    label: String,
+    fields: BTreeMap<&'static str, Node>,
+}
+
+impl ObjectFields {
+    /// Reads the YAML mapping: duplicate known keys and `objectNotAfter` are errors, unknown keys
+    /// are ignored (as yaml.v3 does).
+    fn parse(index: usize, text: &str) -> Result<Self, ProviderError> {
+        let unmarshal = |detail: String| {
+            invalid(format!(
+                "unmarshal failed for keyVaultObjects at index {index}: {detail}"
+            ))
+        };
+        let pairs = match yaml::parse(text).map_err(|e| unmarshal(e.to_string()))? {
+            None => Vec::new(),
+            Some(Node::Scalar(s)) if s.is_null() => Vec::new(),
+            Some(Node::Mapping(pairs)) => pairs,
+            Some(other) => {
+                return Err(unmarshal(format!(
+                    "cannot unmarshal {} into an object",
+                    other.kind()
+                )));
+            }
+        };
+        let name = pairs
+            .iter()
+            .find(|(k, _)| matches!(k, Node::Scalar(s) if s.value == "objectName"))
+            .and_then(|(_, v)| match v {
+                Node::Scalar(s) if !s.is_null() => Some(s.value.trim().to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let label = if name.is_empty() {
+            format!("at index {index}")
+        } else {
+            format!("{name:?}")
+        };
+        let mut object = ObjectFields {
+            name,
+            label,
+            fields: BTreeMap::new(),
+        };
+        let mut not_after = false;
+        for (key, value) in pairs {
+            let Node::Scalar(Scalar { value: key, .. }) = key else {
+                return Err(object.err("object keys must be strings".to_string()));
+            };
+            if key == "objectNotAfter" {
+                not_after = !matches!(&value, Node::Scalar(s) if s.is_null());
+                continue;
+            }
+            if let Some(field) = FIELD_NAMES.iter().find(|f| **f == key)
+                && object.fields.insert(field, value).is_some()
+            {
+                return Err(object.err(format!("mapping key {key:?} already defined")));
+            }
+        }
+        if not_after {
+            return Err(object.err(
+                "objectNotAfter is not supported by this provider; pin objectVersion instead"
+                    .to_string(),
+            ));
+        }
+        Ok(object)
+    }
+
+    /// An error about this object.
+    fn err(&self, message: String) -> ProviderError {
+        invalid_object(
+            object_label(&self.name),
+            format!("object {}: {message}", self.label),
+        )
+    }
+
+    /// A string field, trimmed; empty when absent or null.
+    fn text(&self, field: &str) -> Result<String, ProviderError> {
+        match self.fields.get(field) {
+            None => Ok(String::new()),
+            Some(node) => scalar_string(&self.name, field, node).map_err(|e| self.err(e.message)),
+        }
+    }
+
+    /// `objectName`: set, a string, and a Key Vault object name.
+    fn object_name(&self) -> Result<String, ProviderError> {
+        let name = &self.name;
+        if name.is_empty() {
+            return Err(self.err("objectName is not set".to_string()));
+        }
+        self.text("objectName")?;
+        if name.len() > 127 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(self.err(format!(
+                "objectName {name:?} is not a Key Vault object name (1-127 letters, digits and '-')"
+            )));
+        }
+        Ok(name.clone())
+    }
+
+    fn object_type(&self) -> Result<ObjectType, ProviderError> {
+        match self.text("objectType")?.as_str() {
+            "secret" => Ok(ObjectType::Secret),
+            "key" => Ok(ObjectType::Key),
+            "cert" => Ok(ObjectType::Cert),
+            other => Err(self.err(format!(
+                "objectType {other:?} is not one of secret, key, cert"
+            ))),
+        }
+    }
+
+    /// `objectFormat`: whether the object is written as the PFX it is stored as.
+    fn object_format(&self, object_type: ObjectType) -> Result<bool, ProviderError> {
+        let format = self.text("objectFormat")?;
+        if !format.is_empty()
+            && !format.eq_ignore_ascii_case("pem")
+            && !format.eq_ignore_ascii_case("pfx")
+        {
+            return Err(self.err(format!("objectFormat {format:?} is not one of pem, pfx")));
+        }
+        // Upstream compares the lower-case spelling here; `PFX` on a key or cert is accepted and
+        // ignored.
+        if format == "pfx" && object_type != ObjectType::Secret {
+            return Err(
+                self.err("objectFormat pfx is only supported for objectType secret".to_string())
+            );
+        }
+        Ok(format.eq_ignore_ascii_case("pfx"))
+    }
+
+    fn object_encoding(&self, object_type: ObjectType) -> Result<ObjectEncoding, ProviderError> {
+        let text = self.text("objectEncoding")?;
+        if text.is_empty() {
+            Ok(ObjectEncoding::Utf8)
+        } else if object_type != ObjectType::Secret {
+            Err(self.err("objectEncoding is only supported for objectType secret".to_string()))
+        } else if text.eq_ignore_ascii_case("utf-8") {
+            Ok(ObjectEncoding::Utf8)
+        } else if text.eq_ignore_ascii_case("base64") {
+            Ok(ObjectEncoding::Base64)
+        } else if text.eq_ignore_ascii_case("hex") {
+            Ok(ObjectEncoding::Hex)
+        } else {
+            Err(self.err(format!(
+                "objectEncoding {text:?} is not one of utf-8, base64, hex"
+            )))
+        }
+    }
+
+    /// `objectVersion`: empty for the latest, else one clean URL path segment.
+    fn object_version(&self) -> Result<String, ProviderError> {
+        let mut version = self.text("objectVersion")?;
+        if version == "latest" {
+            version.clear();
+        }
+        if version.contains(['/', '?', '#', '%']) || version.chars().any(char::is_control) {
+            return Err(self.err(format!(
+                "objectVersion {version:?} is not a Key Vault version"
+            )));
+        }
+        Ok(version)
+    }
+
+    fn file_permission(&self) -> Result<Option<u32>, ProviderError> {
+        let text = self.text("filePermission")?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        parse_permission(&text).map(Some).ok_or_else(|| {
+            self.err(format!(
+                "filePermission {text:?} must be an octal file mode between 0000 and 0777"
+            ))
+        })
+    }
+}
+
+/// Why `objectVersionHistory` is not an `int32` (the messages follow the field name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum HistoryError {
+    #[error("must be an integer, not {0}")]
+    NotScalar(&'static str),
+    #[error("{0:?} must be an integer, not a quoted string")]
+    Quoted(String),
+    #[error("{0:?} is not an integer")]
+    NotInteger(String),
+    #[error("{0:?} overflows a 32-bit integer")]
+    Overflow(String),
+}
+
 /// `objectVersionHistory` as yaml.v3 decodes an `int32`: plain integers in any base Go accepts,
 /// underscores ignored, floats truncated, null as zero; quoted strings are an error.
-fn parse_history(node: &Node) -> Result<i32, String> {
+fn parse_history(node: &Node) -> Result<i32, HistoryError> {
     let Node::Scalar(scalar) = node else {
-        return Err(format!("must be an integer, not {}", node.kind()));
+        return Err(HistoryError::NotScalar(node.kind()));
     };
     if scalar.is_null() {
         return Ok(0);
     }
     let core_int = scalar.tag.as_deref() == Some("tag:yaml.org,2002:int");
     if !scalar.plain && !core_int {
-        return Err(format!(
-            "{:?} must be an integer, not a quoted string",
-            scalar.value
-        ));
+        return Err(HistoryError::Quoted(scalar.value.clone()));
     }
     let text = scalar.value.trim().replace('_', "");
     let (negative, digits) = match text.strip_prefix('-') {
@@ -731,9 +825,9 @@ fn parse_history(node: &Node) -> Result<i32, String> {
     } else {
         None
     };
-    let value = parsed.ok_or_else(|| format!("{:?} is not an integer", scalar.value))?;
+    let value = parsed.ok_or_else(|| HistoryError::NotInteger(scalar.value.clone()))?;
     let value = if negative { -value } else { value };
-    i32::try_from(value).map_err(|_| format!("{:?} overflows a 32-bit integer", scalar.value))
+    i32::try_from(value).map_err(|_| HistoryError::Overflow(scalar.value.clone()))
 }
 
 fn is_yaml_float(text: &str) -> bool {

@@ -2,6 +2,11 @@
 //! at when it fills the upstream provider's structs: the raw text and style of every scalar (so
 //! `objectVersion: 0123` stays `"0123"`), tags, and the order and uniqueness of mapping keys.
 //! Only the first document of a stream is read, as `yaml.Unmarshal` does.
+//!
+//! Kept hand-written over a serde YAML crate (`serde_norway`, which the host uses) for two reasons:
+//! serde decoding loses what yaml.v3 compatibility needs (a scalar's raw text and quoting style,
+//! duplicate keys, tags), and this tree over the small `saphyr-parser` costs the wasm guest far
+//! less than a serde YAML stack.
 
 use std::collections::HashMap;
 

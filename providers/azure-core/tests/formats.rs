@@ -14,9 +14,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
 use secrets_store_azure_core::content::pfx_to_pem;
-use secrets_store_azure_core::keys::normalize_pkcs8;
-use secrets_store_azure_core::pkcs12::{self, Pkcs12Error};
-use secrets_store_azure_core::{ErrorKind, mount, pem};
+use secrets_store_azure_core::{ErrorKind, mount};
+use secrets_store_pki::keys::normalize_pkcs8;
+use secrets_store_pki::pem;
+use secrets_store_pki::pkcs12::{self, Pkcs12Error};
 use serde_json::json;
 
 const CA_CONFIG: &str = "[req]
@@ -630,7 +631,8 @@ fn ec_keys_without_a_public_point_get_one_computed() {
         let ours = pem::encode(
             pem::PRIVATE_KEY,
             &normalize_pkcs8(&std::fs::read(d.join(&out)).unwrap()).unwrap(),
-        );
+        )
+        .unwrap();
         assert_eq!(
             ours,
             text(openssl(

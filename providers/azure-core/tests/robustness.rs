@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use secrets_store_azure_core::{
-    auth, challenge, cloud, content, encoding, keys, keyvault, params, parse_retry_after, pkcs12,
-    x509, yaml,
+    HostFileError, auth, challenge, cloud, content, encoding, keyvault, params, parse_retry_after,
+    yaml,
 };
+use secrets_store_pki::{keys, pkcs12, x509};
 
 struct Rng(u64);
 
@@ -252,11 +253,11 @@ fn parameter_parsing_never_panics() {
         "\u{0}",
     ];
     let mut rng = Rng(7);
-    let read = |path: &str| -> Result<Vec<u8>, String> {
+    let read = |path: &str| -> Result<Vec<u8>, HostFileError> {
         if path.len().is_multiple_of(2) {
             Ok(path.as_bytes().to_vec())
         } else {
-            Err("refused".to_string())
+            Err(HostFileError("refused".to_string()))
         }
     };
     for _ in 0..3000 {

@@ -84,8 +84,8 @@ impl Host for WasiHost {
         sdk::cache::remove(key)
     }
 
-    fn read_host_file(&self, path: &str) -> Result<Vec<u8>, String> {
-        sdk::host_files::read(path)
+    fn read_host_file(&self, path: &str) -> Result<Vec<u8>, azure::HostFileError> {
+        sdk::host_files::read(path).map_err(|refused| azure::HostFileError(refused.to_string()))
     }
 
     fn now_unix_secs(&self) -> u64 {

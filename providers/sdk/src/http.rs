@@ -7,6 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, FutureIncomingResponse, IncomingResponse, Method as WitMethod, OutgoingBody,
@@ -120,34 +122,26 @@ impl Response {
     }
 }
 
-/// Why a request produced no response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why a request produced no response. The texts name the destination and the failure (WASI
+/// error codes carry no payloads), never headers or bodies.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The host's outbound policy refused the destination.
+    #[error("the host's outbound policy does not allow {0}")]
     Denied(String),
+    #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    #[error("timed out")]
     Timeout,
+    #[error("could not connect: {0}")]
     Connect(String),
+    #[error("TLS failure: {0}")]
     Tls(String),
+    #[error("response body larger than {0} bytes")]
     BodyTooLarge(usize),
+    #[error("{0}")]
     Other(String),
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Denied(dest) => write!(f, "the host's outbound policy does not allow {dest}"),
-            Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            Error::Timeout => f.write_str("timed out"),
-            Error::Connect(why) => write!(f, "could not connect: {why}"),
-            Error::Tls(why) => write!(f, "TLS failure: {why}"),
-            Error::BodyTooLarge(limit) => write!(f, "response body larger than {limit} bytes"),
-            Error::Other(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Send one request and wait for its whole response.
 pub fn send(request: Request) -> Result<Response, Error> {
@@ -433,31 +427,24 @@ impl ParsedUrl {
     }
 }
 
-/// Percent-encode for `application/x-www-form-urlencoded`.
+/// RFC 3986's unreserved characters stay, everything else is percent-encoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encode for `application/x-www-form-urlencoded` (spaces become `+`, as Go's
+/// `url.QueryEscape` writes them).
 pub fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    value
+        .split(' ')
+        .map(|part| utf8_percent_encode(part, UNRESERVED).to_string())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Percent-encode one URL path segment or query value.
 pub fn url_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(value, UNRESERVED).to_string()
 }

@@ -11,7 +11,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
-use secrets_store_azure_core::{content, keys, pkcs12, x509};
+use secrets_store_azure_core::content;
+use secrets_store_pki::{keys, pkcs12, x509};
 
 /// The DER payloads of the PEM blocks of `text`, with their labels.
 fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {

@@ -15,10 +15,9 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use secrets_store_azure_core::ErrorKind;
-use secrets_store_azure_core::params::{
-    AuthMode, MountConfig, SERVICE_ACCOUNT_TOKENS, parse_parameters,
-};
+use secrets_store_azure_core::{ErrorKind, HostFileError};
+use secrets_store_azure_core::params::{AuthMode, MountConfig, parse_parameters};
+use secrets_store_contract::SERVICE_ACCOUNT_TOKENS;
 use secrets_store_fuzz::check_objects;
 use serde::Deserialize;
 
@@ -40,7 +39,7 @@ fn parse(input: &Input) -> Result<MountConfig, secrets_store_azure_core::Provide
             .host_file
             .as_ref()
             .map(|t| t.as_bytes().to_vec())
-            .ok_or_else(|| "not listed in the policy".to_string())
+            .ok_or_else(|| HostFileError("not listed in the policy".to_string()))
     };
     parse_parameters(&input.attributes, &input.secrets, &read)
 }

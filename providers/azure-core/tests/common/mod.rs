@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use secrets_store_azure_core::{
-    Host, HttpRequest, HttpResponse, Level, Method, MountRequest, TransportError,
+    Host, HostFileError, HttpRequest, HttpResponse, Level, Method, MountRequest, TransportError,
 };
 use serde_json::{Value, json};
 
@@ -491,11 +491,10 @@ impl Host for FakeHost {
         self.cache.borrow_mut().remove(key);
     }
 
-    fn read_host_file(&self, path: &str) -> Result<Vec<u8>, String> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| format!("{path} is not in the provider's host-files policy"))
+    fn read_host_file(&self, path: &str) -> Result<Vec<u8>, HostFileError> {
+        self.files.get(path).cloned().ok_or_else(|| {
+            HostFileError(format!("{path} is not in the provider's host-files policy"))
+        })
     }
 
     fn now_unix_secs(&self) -> u64 {

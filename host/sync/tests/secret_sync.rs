@@ -18,13 +18,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{Api, PostParams};
 use secrets_store_contract::File;
 use secrets_store_k8s::crd::{SecretObject, SecretObjectData, v1, v1alpha1};
-use secrets_store_k8s::secret_sync::{
+use secrets_store_k8s::{EventRecorder, MountStatus, PodStatusWriter, SpcCache};
+use secrets_store_sync::secret_sync::{
     REASON_FAILED_TO_CREATE_SECRET, REASON_SECRET_ROTATION_COMPLETE, REASON_SECRET_ROTATION_FAILED,
 };
-use secrets_store_k8s::{
-    EventRecorder, MANAGED_LABEL, MountStatus, PodStatusWriter, SecretSync, SpcCache, SyncReport,
-    SyncRequest,
-};
+use secrets_store_sync::{MANAGED_LABEL, SecretSync, SyncReport, SyncRequest};
 use serde_json::json;
 
 const NS: &str = "team";

@@ -1,11 +1,13 @@
-//! Key encodings, byte-compatible with Go's `crypto/x509` as the upstream provider uses it:
-//! private keys from a PFX re-encoded as PKCS#8 (`MarshalPKCS8PrivateKey` after
-//! `ParsePKCS8PrivateKey`), and Key Vault JSON Web Keys as PKIX `SubjectPublicKeyInfo`
-//! (`MarshalPKIXPublicKey`).
+//! Key encodings, byte-compatible with Go's `crypto/x509` as the upstream providers and driver use
+//! it: private keys re-encoded as PKCS#8 (`MarshalPKCS8PrivateKey` after `ParsePKCS8PrivateKey`),
+//! any unencrypted private key (PKCS#8, PKCS#1, SEC1) normalised to that form and cut back to its
+//! traditional encoding (`MarshalPKCS1PrivateKey`, `MarshalECPrivateKey`), and JSON Web Keys as
+//! PKIX `SubjectPublicKeyInfo` (`MarshalPKIXPublicKey`).
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 
 use crate::der::{self, DerError, Tlv, oids};
+use crate::pem;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
@@ -306,6 +308,81 @@ fn derive_public(curve: Curve, scalar: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Any of the three unencrypted private key encodings (PKCS#8, PKCS#1, SEC1), told apart by their
+/// structure as Go's parsers tell them apart (a PEM label is not trusted, as upstream ignores it),
+/// normalised to the PKCS#8 form Go writes.
+pub fn any_to_pkcs8(key: &[u8]) -> Result<Vec<u8>> {
+    let outer =
+        der::parse_single(key)?.expect(der::TAG_SEQUENCE, "private key is not a SEQUENCE")?;
+    let mut fields = outer.children()?;
+    fields.read("missing private key version")?;
+    let second = fields.read("private key has only a version")?;
+    let wrapped = match second.tag {
+        // PrivateKeyInfo: version, AlgorithmIdentifier, ...
+        der::TAG_SEQUENCE => return normalize_pkcs8(key),
+        // RSAPrivateKey: version, modulus, ...
+        der::TAG_INTEGER => {
+            let algorithm = der::sequence(&[&der::oid(oids::RSA_ENCRYPTION), &der::null()]);
+            der::sequence(&[&der::small_integer(0), &algorithm, &der::octet_string(key)])
+        }
+        // ECPrivateKey: version, privateKey OCTET STRING, [0] parameters, [1] publicKey. The
+        // algorithm carries no curve, so the key's own [0] parameters name it.
+        der::TAG_OCTET_STRING => {
+            let algorithm = der::sequence(&[&der::oid(oids::EC_PUBLIC_KEY)]);
+            der::sequence(&[&der::small_integer(0), &algorithm, &der::octet_string(key)])
+        }
+        _ => return Err(DerError("not a PKCS#8, PKCS#1 or SEC1 private key").into()),
+    };
+    normalize_pkcs8(&wrapped)
+}
+
+/// The PKCS#1 or SEC1 encoding inside a normalised PKCS#8 key, with the PEM label it is written
+/// under. SEC1 gets the named-curve parameters, which PKCS#8 keeps outside the inner key.
+pub fn to_traditional(pkcs8: &[u8]) -> Result<(&'static str, Vec<u8>)> {
+    let info =
+        der::parse_single(pkcs8)?.expect(der::TAG_SEQUENCE, "PrivateKeyInfo is not a SEQUENCE")?;
+    let mut fields = info.children()?;
+    fields.read("missing PrivateKeyInfo version")?;
+    let algorithm = fields
+        .read("missing private key algorithm")?
+        .expect(der::TAG_SEQUENCE, "bad private key algorithm")?;
+    let mut algorithm_fields = algorithm.children()?;
+    let algorithm_oid = algorithm_fields.read("missing algorithm OID")?.oid()?;
+    let inner = fields
+        .read("missing private key")?
+        .expect(der::TAG_OCTET_STRING, "private key is not an OCTET STRING")?
+        .content;
+    match algorithm_oid {
+        oids::RSA_ENCRYPTION => Ok((pem::RSA_PRIVATE_KEY, inner.to_vec())),
+        oids::EC_PUBLIC_KEY => {
+            let curve = algorithm_fields.read("missing named curve")?.oid()?;
+            Ok((pem::EC_PRIVATE_KEY, sec1_with_curve(inner, curve)?))
+        }
+        other => Err(KeyError::UnsupportedAlgorithm(der::oid_to_string(other))),
+    }
+}
+
+/// A PKCS#8-embedded ECPrivateKey re-encoded with its `[0]` named curve, as `MarshalECPrivateKey`.
+fn sec1_with_curve(inner: &[u8], curve: &[u8]) -> Result<Vec<u8>> {
+    let ec =
+        der::parse_single(inner)?.expect(der::TAG_SEQUENCE, "ECPrivateKey is not a SEQUENCE")?;
+    let mut ec_fields = ec.children()?;
+    let version = ec_fields.read("missing ECPrivateKey version")?;
+    let scalar = ec_fields.read("missing EC private key")?.expect(
+        der::TAG_OCTET_STRING,
+        "EC private key is not an OCTET STRING",
+    )?;
+    let public = ec_fields
+        .read_optional(0xa1)?
+        .ok_or(DerError("missing EC public key"))?;
+    Ok(der::sequence(&[
+        &der::encode(version.tag, version.content),
+        &der::octet_string(scalar.content),
+        &der::encode(0xa0, &der::oid(curve)),
+        &der::encode(0xa1, public.content),
+    ]))
+}
+
 /// `SubjectPublicKeyInfo` for an RSA key from its JWK `n` and `e` (big-endian magnitudes).
 pub fn rsa_spki(n: &[u8], e: &[u8]) -> Result<Vec<u8>> {
     let e_start = e.iter().position(|b| *b != 0).unwrap_or(e.len());
@@ -374,6 +451,25 @@ mod tests {
         assert!(matches!(
             normalize_pkcs8(&ed),
             Err(KeyError::UnsupportedAlgorithm(_))
+        ));
+    }
+
+    #[test]
+    fn traditional_forms_round_trip_through_pkcs8() {
+        // A toy PKCS#1 RSAPrivateKey is recognised by its structure and wrapped, but a key that
+        // does not hold together is refused, not re-encoded.
+        let toy_rsa = der::sequence(&[&der::small_integer(0), &der::unsigned_integer(&[5])]);
+        assert!(any_to_pkcs8(&toy_rsa).is_err());
+        assert!(matches!(
+            any_to_pkcs8(&der::sequence(&[&der::small_integer(0), &der::null()])),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(any_to_pkcs8(b"not DER").is_err());
+        // Only RSA and EC keys have a traditional form; others are named by OID.
+        let ed = hex::decode("302e020100300506032b657004220420d4ee72dbf913584ad5b6d8f1f769f8ad3afe7c28cbf1d4fbe097a88f44755842").unwrap();
+        assert!(matches!(
+            to_traditional(&ed),
+            Err(KeyError::UnsupportedAlgorithm(oid)) if oid == "1.3.101.112"
         ));
     }
 

@@ -1,9 +1,12 @@
-//! A small BER/DER reader and DER writer for the structures this provider touches: PKCS#12, PKCS#8,
-//! SEC1, PKCS#1 and the parts of X.509 needed to order a chain.
+//! A small BER/DER reader and DER writer for the structures the providers and secret sync touch:
+//! PKCS#12, PKCS#8, SEC1, PKCS#1 and the parts of X.509 needed to order a chain.
 //!
 //! The reader accepts BER as well (indefinite lengths, constructed OCTET STRINGs) because PFX files
 //! written by Java and some Windows tools use it. It never panics: every length is checked against
 //! the remaining input and nesting is bounded.
+//!
+//! Hand-written on purpose: the `der` crate is DER-only (it refuses the BER above), and a full
+//! ASN.1 framework costs the wasm guests far more size than these few hundred lines.
 
 use std::borrow::Cow;
 

@@ -8,6 +8,10 @@
 //!
 //! The decoder returns the raw material in bag order; key normalisation and chain ordering live in
 //! `keys` and `x509`.
+//!
+//! Hand-written on purpose: it must read BER (see `der`), which the RustCrypto `pkcs12`/`der`
+//! crates refuse, and the crates that do read such files (`p12`, `p12-keystore`, OpenSSL) bring
+//! general ASN.1 and crypto stacks too large for a provider that travels in a 1 MiB ConfigMap.
 
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockDecryptMut, InnerIvInit, KeyInit, KeyIvInit};
