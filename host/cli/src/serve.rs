@@ -173,32 +173,20 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         &options.provider_volume,
         &options.additional_provider_volume_paths,
     );
-    let registry = ProviderRegistry::new(
+    // Every load and reload reaches the metrics through the registry's observer.
+    let registry = ProviderRegistry::with_observer(
         runtime,
         RegistryConfig {
             providers_dir: options.providers_dir.clone(),
             legacy_dirs,
             max_recv_msg_size: options.max_call_recv_msg_size,
         },
+        metrics.clone(),
     );
     let report = registry.reload();
-    let stats = registry.stats();
-    metrics.modules(stats.loads, stats.reload_failures, stats.loaded);
     for (name, why) in &report.failed {
         tracing::warn!(provider = %name, error = %why, "provider not loaded");
     }
-    // Every reload the watcher does reaches the metrics.
-    let reload_metrics = {
-        let registry = registry.clone();
-        let metrics = metrics.clone();
-        let mut generation = registry.generation();
-        tokio::spawn(async move {
-            while generation.changed().await.is_ok() {
-                let stats = registry.stats();
-                metrics.modules(stats.loads, stats.reload_failures, stats.loaded);
-            }
-        })
-    };
     let _watch = match &options.providers_dir {
         Some(_) => Some(registry.watch().map_err(|e| CliError::Option {
             option: "--providers-dir",
@@ -284,7 +272,6 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
     let result = server::serve(router, &socket, termination()).await;
     let _ = shutdown_tx.send(true);
     let _ = metrics_task.await;
-    reload_metrics.abort();
     events.flush().await;
     result.map_err(|e| CliError::Option {
         option: "--endpoint",

@@ -37,14 +37,16 @@ pub mod config;
 mod error;
 mod handle;
 mod legacy;
+mod observer;
 mod registry;
 mod watch;
 
 pub use error::{GrpcCode, ProviderCallError, RegistryError};
 pub use handle::ProviderHandle;
 pub use legacy::{LegacyProvider, VersionInfo};
+pub use observer::{NoopRegistryObserver, RegistryObserver};
 pub use registry::{
-    DEFAULT_MAX_RECV_MSG_SIZE, LoadedInfo, ProviderRegistry, RegistryConfig, RegistryStats,
-    ReloadReport, UPSTREAM_ADDITIONAL_PROVIDER_DIR, UPSTREAM_PROVIDER_VOLUME,
+    DEFAULT_MAX_RECV_MSG_SIZE, LoadedInfo, ProviderRegistry, RegistryConfig, ReloadReport,
+    UPSTREAM_ADDITIONAL_PROVIDER_DIR, UPSTREAM_PROVIDER_VOLUME,
 };
 pub use watch::{WatchHandle, WatchOptions};
