@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use secrets_store_contract::{DEFAULT_FILE_MODE, MountRequest, ObjectVersion};
 use secrets_store_proto::provider::v1alpha1 as api;
 use secrets_store_proto::provider::v1alpha1::csi_driver_provider_server::CsiDriverProvider;
+use secrets_store_publish::ErrorClass;
 use secrets_store_runtime::{CallContext, Provider};
 use tonic::{Request, Response, Status};
 
@@ -90,7 +91,7 @@ impl CsiDriverProvider for ProviderApiService {
             .provider
             .mount(&mount, &CallContext { pod })
             .await
-            .map_err(|e| status::from_call(&e))?;
+            .map_err(|e| status::new(ErrorClass::of_call(&e), &e))?;
         Ok(Response::new(api::MountResponse {
             object_version: response
                 .object_versions
