@@ -2,6 +2,14 @@
 //! and the upstream provider API (`v1alpha1.CSIDriverProvider`) through which the upstream Go driver
 //! can use a sandboxed wasm provider. Every error becomes a `tonic::Status` here, in `status`, and
 //! nowhere else.
+//!
+//! | module | job |
+//! |---|---|
+//! | `identity` | CSI Identity: who the driver is, and the liveness probe |
+//! | `node` | CSI Node: publish and unpublish through the pipeline |
+//! | `provider_api` | `v1alpha1.CSIDriverProvider` in front of one wasm provider |
+//! | [`server`] | serving on a unix socket, replacing stale sockets, stopping gracefully |
+//! | [`status`] | the pipeline's [`ErrorClass`](secrets_store_publish::ErrorClass) as a gRPC code |
 
 mod identity;
 mod node;

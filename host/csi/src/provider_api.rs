@@ -8,6 +8,7 @@ use secrets_store_contract::{DEFAULT_FILE_MODE, MountRequest, ObjectVersion};
 use secrets_store_proto::provider::v1alpha1 as api;
 use secrets_store_proto::provider::v1alpha1::csi_driver_provider_server::CsiDriverProvider;
 use secrets_store_publish::ErrorClass;
+use secrets_store_publish::request::{POD_NAME, POD_NAMESPACE};
 use secrets_store_runtime::{CallContext, Provider};
 use tonic::{Request, Response, Status};
 
@@ -67,10 +68,7 @@ impl CsiDriverProvider for ProviderApiService {
     ) -> Result<Response<api::MountResponse>, Status> {
         let request = request.into_inner();
         let attributes = json_map("attributes", &request.attributes)?;
-        let pod = match (
-            attributes.get("csi.storage.k8s.io/pod.namespace"),
-            attributes.get("csi.storage.k8s.io/pod.name"),
-        ) {
+        let pod = match (attributes.get(POD_NAMESPACE), attributes.get(POD_NAME)) {
             (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
             _ => None,
         };
