@@ -342,12 +342,12 @@ mod tests {
              \x20 scalar: x.wasm\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let good = config["good"].as_ref().ok().expect("good parses");
+        let good = config["good"].as_ref().expect("good parses");
         assert_eq!(good.module, Path::new("/providers/good.wasm"));
         assert_eq!(good.source, Path::new("/providers/..v1/good.wasm"));
         assert_eq!(good.spec.timeout_seconds, 5);
         assert_eq!(good.policy.timeout.as_secs(), 5);
-        let abs = config["abs"].as_ref().ok().expect("abs parses");
+        let abs = config["abs"].as_ref().expect("abs parses");
         assert_eq!(abs.module, Path::new("/opt/abs.wasm.gz"));
         assert_eq!(abs.source, Path::new("/opt/abs.wasm.gz"));
         let reason = |name: &str| match &config[name] {
