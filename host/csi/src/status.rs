@@ -1,10 +1,27 @@
 //! The one place where the driver's errors become gRPC statuses: the pipeline classifies every
-//! failure ([`ErrorClass`]), and this maps the class to its code; the message is the error's own.
+//! failure ([`ErrorClass`]), and this maps the class to its code; the services' own refusals
+//! ([`RequestError`]) follow the CSI spec's codes. The message is always the error's own.
 
 use std::fmt::Display;
 
 use secrets_store_publish::{ErrorClass, PublishError};
 use tonic::{Code, Status};
+
+use crate::error::RequestError;
+
+impl From<RequestError> for Status {
+    fn from(error: RequestError) -> Status {
+        let code = match error {
+            RequestError::Missing(_)
+            | RequestError::BlockVolume
+            | RequestError::NotAStringMap { .. }
+            | RequestError::Permission { .. } => Code::InvalidArgument,
+            RequestError::NoVersion => Code::Unavailable,
+            RequestError::Unsupported(_) => Code::Unimplemented,
+        };
+        Status::new(code, error.to_string())
+    }
+}
 
 pub fn from_publish(error: &PublishError) -> Status {
     new(error.class(), error)
