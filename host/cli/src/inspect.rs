@@ -44,7 +44,7 @@ impl InspectReport {
 
 /// Load the module with no network at all and ask it to describe itself.
 pub async fn run(runtime: &Runtime, file: &Path) -> Result<InspectReport, CliError> {
-    let bytes = std::fs::read(file).map_err(|e| CliError::file(file, e))?;
+    let bytes = std::fs::read(file).map_err(CliError::io(file))?;
     let name = file
         .file_stem()
         .and_then(|s| s.to_str())

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use clap::Args;
-use secrets_store_contract::MountResponse;
+use secrets_store_contract::{MountResponse, SERVICE_ACCOUNT_TOKENS};
 use secrets_store_publish::request::{self, mount_request};
 use secrets_store_runtime::{
     CallContext, NetworkConfig, Policy, PolicySpec, Provider, ResolveOverride, Runtime,
@@ -86,20 +86,17 @@ impl SandboxOptions {
     pub fn network(&self) -> Result<NetworkConfig, CliError> {
         let mut network = NetworkConfig::default();
         for entry in &self.resolve {
-            let o: ResolveOverride =
-                entry
-                    .parse()
-                    .map_err(|e: secrets_store_runtime::NetError| CliError::Option {
-                        option: "--resolve",
-                        message: e.to_string(),
-                    })?;
+            let o: ResolveOverride = entry.parse().map_err(CliError::Resolve)?;
             network.resolve.push(o);
         }
         for path in &self.ca {
-            let pem = std::fs::read(path).map_err(|e| CliError::file(path, e))?;
+            let pem = std::fs::read(path).map_err(CliError::io(path))?;
             network
                 .add_ca_pem(&pem)
-                .map_err(|e| CliError::file(path, e))?;
+                .map_err(|source| CliError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         Ok(network)
     }
@@ -107,8 +104,8 @@ impl SandboxOptions {
     pub fn policy_spec(&self) -> Result<PolicySpec, CliError> {
         let mut spec = match &self.policy {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| CliError::file(path, e))?;
-                serde_yaml::from_str::<PolicySpec>(&text).map_err(|e| CliError::file(path, e))?
+                let text = std::fs::read_to_string(path).map_err(CliError::io(path))?;
+                serde_norway::from_str::<PolicySpec>(&text).map_err(CliError::yaml(path))?
             }
             None => PolicySpec::default(),
         };
@@ -139,12 +136,7 @@ impl SandboxOptions {
         module: &Path,
     ) -> Result<Provider, CliError> {
         let mut spec = self.policy_spec()?;
-        let policy = |spec: &PolicySpec| {
-            Policy::from_spec(spec).map_err(|e| CliError::Option {
-                option: "policy",
-                message: e.to_string(),
-            })
-        };
+        let policy = |spec: &PolicySpec| Policy::from_spec(spec).map_err(CliError::Policy);
         let provider = runtime.load_file(name, module, policy(&spec)?)?;
         if !self.allow_described_hosts {
             return Ok(provider);
@@ -274,7 +266,7 @@ impl LocalMount {
         .collect();
         if !o.sa_tokens.is_empty() {
             context.insert(
-                request::SERVICE_ACCOUNT_TOKENS.to_string(),
+                SERVICE_ACCOUNT_TOKENS.to_string(),
                 request::tokens_json(&read_tokens(&o.sa_tokens)?),
             );
         }
@@ -317,41 +309,47 @@ fn create_target(target: &Path) -> Result<(), CliError> {
         .recursive(true)
         .mode(0o750)
         .create(target)
-        .map_err(|e| CliError::file(target, e))
+        .map_err(CliError::io(target))
 }
 
 /// `spec.provider` and `spec.parameters` of the first SecretProviderClass in the file.
 pub fn read_class(path: &Path) -> Result<(String, BTreeMap<String, String>), CliError> {
     use serde::Deserialize as _;
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::file(path, e))?;
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value =
-            serde_yaml::Value::deserialize(document).map_err(|e| CliError::file(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(CliError::io(path))?;
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value = serde_norway::Value::deserialize(document).map_err(CliError::yaml(path))?;
         if value.get("kind").and_then(|k| k.as_str()) != Some("SecretProviderClass") {
             continue;
         }
-        let class: secrets_store_k8s::crd::v1::SecretProviderClass = serde_yaml::from_value(value)
-            .map_err(|e| CliError::file(path, format!("not a valid SecretProviderClass: {e}")))?;
+        let class: secrets_store_k8s::crd::v1::SecretProviderClass =
+            serde_norway::from_value(value).map_err(|source| CliError::InvalidClass {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let name = class.metadata.name.clone().unwrap_or_default();
         if class.spec.provider.is_empty() {
-            return Err(CliError::file(
+            return Err(CliError::content(
                 path,
                 format!("SecretProviderClass {name:?} has no spec.provider"),
             ));
         }
         return Ok((class.spec.provider, class.spec.parameters));
     }
-    Err(CliError::file(path, "no SecretProviderClass in the file"))
+    Err(CliError::content(
+        path,
+        "no SecretProviderClass in the file",
+    ))
 }
 
 /// A plain string map, or a Secret manifest (`data` is base64, `stringData` plain).
 pub fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::file(path, e))?;
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| CliError::file(path, e))?;
-    let as_map = |v: &serde_yaml::Value| -> Result<BTreeMap<String, String>, CliError> {
-        serde_yaml::from_value(v.clone())
-            .map_err(|e| CliError::file(path, format!("expected a map of strings: {e}")))
+    let text = std::fs::read_to_string(path).map_err(CliError::io(path))?;
+    let value: serde_norway::Value = serde_norway::from_str(&text).map_err(CliError::yaml(path))?;
+    let as_map = |v: &serde_norway::Value| -> Result<BTreeMap<String, String>, CliError> {
+        serde_norway::from_value(v.clone()).map_err(|source| CliError::NotAStringMap {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     if value.get("kind").and_then(|k| k.as_str()) != Some("Secret") {
         return as_map(&value);
@@ -359,11 +357,20 @@ pub fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>, CliError> {
     let mut secrets = BTreeMap::new();
     if let Some(data) = value.get("data") {
         for (key, encoded) in as_map(data)? {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| CliError::file(path, format!("data.{key} is not base64")))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| CliError::file(path, format!("data.{key} is not UTF-8")))?;
+            let bytes = match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+                Ok(bytes) => bytes,
+                Err(source) => {
+                    let path = path.to_path_buf();
+                    return Err(CliError::NotBase64 { path, key, source });
+                }
+            };
+            let text = match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(source) => {
+                    let path = path.to_path_buf();
+                    return Err(CliError::NotUtf8 { path, key, source });
+                }
+            };
             secrets.insert(key, text);
         }
     }
@@ -385,7 +392,7 @@ fn read_tokens(entries: &[String]) -> Result<Vec<(String, String)>, CliError> {
                 Some(file) => {
                     let path = Path::new(file);
                     std::fs::read_to_string(path)
-                        .map_err(|e| CliError::file(path, e))?
+                        .map_err(CliError::io(path))?
                         .trim()
                         .to_string()
                 }

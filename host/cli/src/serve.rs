@@ -9,11 +9,11 @@ use std::time::Duration;
 use clap::Args;
 use secrets_store_csi::{IdentityService, NodeService, ProviderApiService, server};
 use secrets_store_k8s::{ClientOptions, EventRecorder, PodStatusWriter, SpcCache};
-use secrets_store_metrics::Metrics;
+use secrets_store_metrics::{Metrics, Readiness};
 use secrets_store_proto::csi::v1::identity_server::IdentityServer;
 use secrets_store_proto::csi::v1::node_server::NodeServer;
 use secrets_store_proto::provider::v1alpha1::csi_driver_provider_server::CsiDriverProviderServer;
-use secrets_store_providers::{ProviderRegistry, RegistryConfig};
+use secrets_store_providers::{ProviderRegistry, RegistryConfig, WatchHandle};
 use secrets_store_publish::{Cluster, Publisher, PublisherConfig};
 use secrets_store_runtime::{Runtime, RuntimeConfig};
 use secrets_store_sync::SecretSync;
@@ -83,9 +83,18 @@ pub struct ServeOptions {
     pub resolve: Vec<String>,
 }
 
+/// A flag value that is not a duration.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a duration like 2m, 90s, 1h30m or 500ms")]
+pub struct DurationError {
+    text: String,
+}
+
 /// Go-style durations as upstream's flags take them: `2m`, `90s`, `500ms`, `1h30m`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like 2m, 90s, 1h30m or 500ms");
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError {
+        text: text.to_string(),
+    };
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -122,9 +131,9 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, CliError> {
     } else {
         text.to_string()
     };
-    full.parse().map_err(|_| CliError::Option {
-        option: "--metrics-addr",
-        message: format!("{text:?} is not HOST:PORT or :PORT"),
+    full.parse().map_err(|source| CliError::MetricsAddr {
+        text: text.to_string(),
+        source,
     })
 }
 
@@ -144,6 +153,8 @@ async fn termination() {
     }
 }
 
+/// The CSI node plugin: providers, the Kubernetes side, the metrics endpoint, then the CSI
+/// services on the endpoint until SIGTERM.
 pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
     if options.nodeid.trim().is_empty() {
         return Err(CliError::Option {
@@ -151,13 +162,54 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
             message: "is required (or KUBE_NODE_NAME)".into(),
         });
     }
-    let socket = server::socket_path(&options.endpoint).map_err(|e| CliError::Option {
-        option: "--endpoint",
-        message: e.to_string(),
-    })?;
+    let socket = server::socket_path(&options.endpoint).map_err(CliError::Endpoint)?;
     let metrics_addr = metrics_addr(&options.metrics_addr)?;
     let metrics = Arc::new(Metrics::new());
 
+    let (registry, _watch) = start_providers(&options, &metrics)?;
+    let (cluster, events) = connect_cluster(&options).await?;
+    let publisher = Arc::new(
+        Publisher::new(publisher_config(&options), registry, cluster).with_metrics(metrics.clone()),
+    );
+
+    let ready: Readiness = {
+        let publisher = publisher.clone();
+        Arc::new(move || publisher.providers().is_ready() && publisher.classes().is_synced())
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let metrics_shutdown = {
+        let mut rx = shutdown_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let (bound, metrics_task) =
+        secrets_store_metrics::serve(metrics_addr, metrics.clone(), ready, metrics_shutdown)
+            .await
+            .map_err(CliError::Metrics)?;
+    tracing::info!(%bound, node = %options.nodeid, rotation = options.enable_secret_rotation, "metrics and health endpoints up");
+
+    let router = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService::new(env!(
+            "CARGO_PKG_VERSION"
+        ))))
+        .add_service(NodeServer::new(NodeService::new(
+            &options.nodeid,
+            publisher.clone(),
+        )));
+    let result = server::serve(router, &socket, termination()).await;
+    let _ = shutdown_tx.send(true);
+    let _ = metrics_task.await;
+    events.flush().await;
+    result.map_err(CliError::Endpoint)
+}
+
+/// The runtime and the provider registry, loaded once and then (with a providers directory)
+/// watched; every load and reload reaches the metrics through the registry's observer.
+fn start_providers(
+    options: &ServeOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<ProviderRegistry>, Option<WatchHandle>), CliError> {
     let sandbox = SandboxOptions {
         resolve: options.resolve.clone(),
         ca: options.ca_files.clone(),
@@ -174,123 +226,69 @@ pub async fn serve(options: ServeOptions) -> Result<(), CliError> {
         &options.provider_volume,
         &options.additional_provider_volume_paths,
     );
-    let registry = ProviderRegistry::new(
+    let registry = ProviderRegistry::with_observer(
         runtime,
         RegistryConfig {
             providers_dir: options.providers_dir.clone(),
             legacy_dirs,
             max_recv_msg_size: options.max_call_recv_msg_size,
         },
+        metrics.clone(),
     );
     let report = registry.reload();
-    let stats = registry.stats();
-    metrics.modules(stats.loads, stats.reload_failures, stats.loaded);
     for (name, why) in &report.failed {
         tracing::warn!(provider = %name, error = %why, "provider not loaded");
     }
-    // Every reload the watcher does reaches the metrics.
-    let reload_metrics = {
-        let registry = registry.clone();
-        let metrics = metrics.clone();
-        let mut generation = registry.generation();
-        tokio::spawn(async move {
-            while generation.changed().await.is_ok() {
-                let stats = registry.stats();
-                metrics.modules(stats.loads, stats.reload_failures, stats.loaded);
-            }
-        })
-    };
-    let _watch = match &options.providers_dir {
-        Some(_) => Some(registry.watch().map_err(|e| CliError::Option {
-            option: "--providers-dir",
-            message: e.to_string(),
-        })?),
+    let watch = match &options.providers_dir {
+        Some(_) => Some(registry.watch().map_err(CliError::Watch)?),
         None => None,
     };
+    Ok((registry, watch))
+}
 
+/// The Kubernetes side of the pipeline, and the event recorder to flush on the way out.
+async fn connect_cluster(options: &ServeOptions) -> Result<(Cluster, EventRecorder), CliError> {
     let client = secrets_store_k8s::build_client(&ClientOptions {
         kubeconfig: options.kubeconfig.clone(),
         ..Default::default()
     })
     .await
-    .map_err(|e| CliError::Option {
+    .map_err(|source| CliError::Kubernetes {
         option: "--kubeconfig",
-        message: e.to_string(),
+        source,
     })?;
     let classes = SpcCache::start(client.clone());
-    let pod_status =
-        PodStatusWriter::new(client.clone(), &options.nodeid).map_err(|e| CliError::Option {
+    let pod_status = PodStatusWriter::new(client.clone(), &options.nodeid).map_err(|source| {
+        CliError::Kubernetes {
             option: "--nodeid",
-            message: e.to_string(),
-        })?;
+            source,
+        }
+    })?;
     let events = EventRecorder::new(
         client.clone(),
         "csi-secrets-store-controller",
         &options.nodeid,
     );
-    let publisher = Arc::new(
-        Publisher::new(
-            PublisherConfig {
-                node_name: options.nodeid.clone(),
-                kubelet_dir: options.kubelet_dir.clone(),
-                rotation_interval: options
-                    .enable_secret_rotation
-                    .then_some(options.rotation_poll_interval),
-                provider_timeout: options.provider_timeout,
-                volume_size_bytes: options.volume_size_limit_mib << 20,
-            },
-            registry.clone(),
-            Cluster {
-                classes,
-                pod_status,
-                events: events.clone(),
-                secrets: SecretSync::new(
-                    client.clone(),
-                    events.clone(),
-                    options.enable_secret_sync,
-                ),
-            },
-        )
-        .with_metrics(metrics.clone()),
-    );
-
-    let ready: Arc<dyn Fn() -> bool + Send + Sync> = {
-        let publisher = publisher.clone();
-        Arc::new(move || publisher.providers().is_ready() && publisher.classes().is_synced())
+    let secrets = SecretSync::new(client, events.clone(), options.enable_secret_sync);
+    let cluster = Cluster {
+        classes,
+        pod_status,
+        events: events.clone(),
+        secrets,
     };
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let metrics_shutdown = {
-        let mut rx = shutdown_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let (bound, metrics_task) =
-        secrets_store_metrics::serve(metrics_addr, metrics.clone(), ready, metrics_shutdown)
-            .await
-            .map_err(|e| CliError::Option {
-                option: "--metrics-addr",
-                message: e.to_string(),
-            })?;
-    tracing::info!(%bound, node = %options.nodeid, rotation = options.enable_secret_rotation, "metrics and health endpoints up");
+    Ok((cluster, events))
+}
 
-    let router = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(IdentityService::new(env!(
-            "CARGO_PKG_VERSION"
-        ))))
-        .add_service(NodeServer::new(NodeService::new(
-            &options.nodeid,
-            publisher.clone(),
-        )));
-    let result = server::serve(router, &socket, termination()).await;
-    let _ = shutdown_tx.send(true);
-    let _ = metrics_task.await;
-    reload_metrics.abort();
-    events.flush().await;
-    result.map_err(|e| CliError::Option {
-        option: "--endpoint",
-        message: e.to_string(),
-    })
+fn publisher_config(options: &ServeOptions) -> PublisherConfig {
+    PublisherConfig {
+        node_name: options.nodeid.clone(),
+        kubelet_dir: options.kubelet_dir.clone(),
+        rotation_interval: options
+            .enable_secret_rotation
+            .then_some(options.rotation_poll_interval),
+        provider_timeout: options.provider_timeout,
+        volume_size_bytes: options.volume_size_limit_mib << 20,
+    }
 }
 
 #[derive(Clone, Debug, Args)]
@@ -309,10 +307,7 @@ pub struct ProviderOptions {
 }
 
 pub async fn provider(options: ProviderOptions) -> Result<(), CliError> {
-    let socket = server::socket_path(&options.endpoint).map_err(|e| CliError::Option {
-        option: "--endpoint",
-        message: e.to_string(),
-    })?;
+    let socket = server::socket_path(&options.endpoint).map_err(CliError::Endpoint)?;
     let name = options
         .name
         .clone()
@@ -334,10 +329,7 @@ pub async fn provider(options: ProviderOptions) -> Result<(), CliError> {
     ));
     server::serve(router, &socket, termination())
         .await
-        .map_err(|e| CliError::Option {
-            option: "--endpoint",
-            message: e.to_string(),
-        })
+        .map_err(CliError::Endpoint)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use secrets_store_proto::csi::v1 as csi;
 use secrets_store_proto::csi::v1::identity_server::Identity;
 use tonic::{Request, Response, Status};
 
+use crate::error::RequestError;
+
 /// The name pod specs and the CSIDriver object use.
 pub const DRIVER_NAME: &str = "secrets-store.csi.k8s.io";
 
@@ -26,7 +28,7 @@ impl Identity for IdentityService {
         _: Request<csi::GetPluginInfoRequest>,
     ) -> Result<Response<csi::GetPluginInfoResponse>, Status> {
         if self.version.is_empty() {
-            return Err(Status::unavailable("driver version is not set"));
+            return Err(RequestError::NoVersion.into());
         }
         Ok(Response::new(csi::GetPluginInfoResponse {
             name: DRIVER_NAME.to_string(),

@@ -10,6 +10,7 @@ use secrets_store_proto::csi::v1::node_server::Node;
 use secrets_store_publish::{PublishOutcome, PublishRequest, Publisher};
 use tonic::{Request, Response, Status};
 
+use crate::error::RequestError;
 use crate::status;
 
 pub struct NodeService {
@@ -26,11 +27,9 @@ impl NodeService {
     }
 }
 
-fn required(value: &str, what: &str) -> Result<(), Status> {
+fn required(value: &str, what: &'static str) -> Result<(), RequestError> {
     if value.is_empty() {
-        Err(Status::invalid_argument(format!(
-            "{what} missing in request"
-        )))
+        Err(RequestError::Missing(what))
     } else {
         Ok(())
     }
@@ -46,17 +45,13 @@ impl Node for NodeService {
         required(&request.volume_id, "Volume ID")?;
         required(&request.target_path, "Target path")?;
         let Some(capability) = &request.volume_capability else {
-            return Err(Status::invalid_argument(
-                "Volume capability missing in request",
-            ));
+            return Err(RequestError::Missing("Volume capability").into());
         };
         if matches!(
             capability.access_type,
             Some(csi::volume_capability::AccessType::Block(_))
         ) {
-            return Err(Status::invalid_argument(
-                "block volumes are not supported: secrets are mounted as files",
-            ));
+            return Err(RequestError::BlockVolume.into());
         }
         let publish = PublishRequest {
             volume_id: request.volume_id,
@@ -115,45 +110,41 @@ impl Node for NodeService {
         &self,
         _: Request<csi::NodeStageVolumeRequest>,
     ) -> Result<Response<csi::NodeStageVolumeResponse>, Status> {
-        Err(Status::unimplemented("NodeStageVolume is not supported"))
+        Err(RequestError::Unsupported("NodeStageVolume").into())
     }
 
     async fn node_unstage_volume(
         &self,
         _: Request<csi::NodeUnstageVolumeRequest>,
     ) -> Result<Response<csi::NodeUnstageVolumeResponse>, Status> {
-        Err(Status::unimplemented("NodeUnstageVolume is not supported"))
+        Err(RequestError::Unsupported("NodeUnstageVolume").into())
     }
 
     async fn node_get_volume_stats(
         &self,
         _: Request<csi::NodeGetVolumeStatsRequest>,
     ) -> Result<Response<csi::NodeGetVolumeStatsResponse>, Status> {
-        Err(Status::unimplemented("NodeGetVolumeStats is not supported"))
+        Err(RequestError::Unsupported("NodeGetVolumeStats").into())
     }
 
     async fn node_get_volume_health(
         &self,
         _: Request<csi::NodeGetVolumeHealthRequest>,
     ) -> Result<Response<csi::NodeGetVolumeHealthResponse>, Status> {
-        Err(Status::unimplemented(
-            "NodeGetVolumeHealth is not supported",
-        ))
+        Err(RequestError::Unsupported("NodeGetVolumeHealth").into())
     }
 
     async fn node_get_storage_health(
         &self,
         _: Request<csi::NodeGetStorageHealthRequest>,
     ) -> Result<Response<csi::NodeGetStorageHealthResponse>, Status> {
-        Err(Status::unimplemented(
-            "NodeGetStorageHealth is not supported",
-        ))
+        Err(RequestError::Unsupported("NodeGetStorageHealth").into())
     }
 
     async fn node_expand_volume(
         &self,
         _: Request<csi::NodeExpandVolumeRequest>,
     ) -> Result<Response<csi::NodeExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented("NodeExpandVolume is not supported"))
+        Err(RequestError::Unsupported("NodeExpandVolume").into())
     }
 }

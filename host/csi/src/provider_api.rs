@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use secrets_store_contract::{DEFAULT_FILE_MODE, MountRequest, ObjectVersion};
 use secrets_store_proto::provider::v1alpha1 as api;
 use secrets_store_proto::provider::v1alpha1::csi_driver_provider_server::CsiDriverProvider;
+use secrets_store_publish::ErrorClass;
+use secrets_store_publish::request::{POD_NAME, POD_NAMESPACE};
 use secrets_store_runtime::{CallContext, Provider};
 use tonic::{Request, Response, Status};
 
+use crate::error::RequestError;
 use crate::status;
 
 pub struct ProviderApiService {
@@ -22,17 +25,15 @@ impl ProviderApiService {
     }
 }
 
-fn json_map(field: &str, text: &str) -> Result<BTreeMap<String, String>, Status> {
+fn json_map(field: &'static str, text: &str) -> Result<BTreeMap<String, String>, RequestError> {
     if text.trim().is_empty() {
         return Ok(BTreeMap::new());
     }
-    serde_json::from_str(text).map_err(|e| {
-        Status::invalid_argument(format!("{field} is not a JSON object of strings: {e}"))
-    })
+    serde_json::from_str(text).map_err(|source| RequestError::NotAStringMap { field, source })
 }
 
 /// Upstream sends the file mode as a decimal string ("420" for 0644); a JSON number reads the same.
-fn permission(text: &str) -> Result<u32, Status> {
+fn permission(text: &str) -> Result<u32, RequestError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(DEFAULT_FILE_MODE);
@@ -40,10 +41,8 @@ fn permission(text: &str) -> Result<u32, Status> {
     text.parse::<u32>()
         .ok()
         .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "permission {text:?} is not a file mode (decimal, at most 511)"
-            ))
+        .ok_or_else(|| RequestError::Permission {
+            text: text.to_string(),
         })
 }
 
@@ -66,10 +65,7 @@ impl CsiDriverProvider for ProviderApiService {
     ) -> Result<Response<api::MountResponse>, Status> {
         let request = request.into_inner();
         let attributes = json_map("attributes", &request.attributes)?;
-        let pod = match (
-            attributes.get("csi.storage.k8s.io/pod.namespace"),
-            attributes.get("csi.storage.k8s.io/pod.name"),
-        ) {
+        let pod = match (attributes.get(POD_NAMESPACE), attributes.get(POD_NAME)) {
             (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
             _ => None,
         };
@@ -90,7 +86,7 @@ impl CsiDriverProvider for ProviderApiService {
             .provider
             .mount(&mount, &CallContext { pod })
             .await
-            .map_err(|e| status::from_call(&e))?;
+            .map_err(|e| status::new(ErrorClass::of_call(&e), &e))?;
         Ok(Response::new(api::MountResponse {
             object_version: response
                 .object_versions

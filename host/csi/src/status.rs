@@ -1,68 +1,50 @@
-//! The one place where the driver's errors become gRPC statuses. The codes follow the CSI spec for
-//! argument errors (what csi-sanity checks) and say what a retry can achieve for the rest.
+//! The one place where the driver's errors become gRPC statuses: the pipeline classifies every
+//! failure ([`ErrorClass`]), and this maps the class to its code; the services' own refusals
+//! ([`RequestError`]) follow the CSI spec's codes. The message is always the error's own.
 
-use secrets_store_contract::ErrorKind;
-use secrets_store_providers::{GrpcCode, ProviderCallError, RegistryError};
-use secrets_store_publish::PublishError;
-use secrets_store_runtime::CallError;
+use std::fmt::Display;
+
+use secrets_store_publish::{ErrorClass, PublishError};
 use tonic::{Code, Status};
 
+use crate::error::RequestError;
+
+impl From<RequestError> for Status {
+    fn from(error: RequestError) -> Status {
+        let code = match error {
+            RequestError::Missing(_)
+            | RequestError::BlockVolume
+            | RequestError::NotAStringMap { .. }
+            | RequestError::Permission { .. } => Code::InvalidArgument,
+            RequestError::NoVersion => Code::Unavailable,
+            RequestError::Unsupported(_) => Code::Unimplemented,
+        };
+        Status::new(code, error.to_string())
+    }
+}
+
 pub fn from_publish(error: &PublishError) -> Status {
-    let code = match error {
-        PublishError::InvalidArgument(_) | PublishError::Target(_) => Code::InvalidArgument,
-        PublishError::Busy { .. } => Code::Aborted,
-        PublishError::ClassNotFound { .. } => Code::NotFound,
-        PublishError::InvalidClass { .. } => Code::InvalidArgument,
-        PublishError::ProviderNotFound { source, .. } => match **source {
-            RegistryError::InvalidName { .. } => Code::InvalidArgument,
-            _ => Code::FailedPrecondition,
-        },
-        PublishError::Provider { source, .. } => provider_code(source),
-        PublishError::ForeignMount { .. } => Code::FailedPrecondition,
-        PublishError::Mount { .. } | PublishError::Write { .. } | PublishError::Unmount { .. } => {
-            Code::Internal
-        }
-        PublishError::Cluster { source, .. } if source.is_transient() => Code::Unavailable,
-        PublishError::Cluster { .. } => Code::Internal,
-    };
-    Status::new(code, error.to_string())
+    new(error.class(), error)
 }
 
-pub fn from_call(error: &CallError) -> Status {
-    Status::new(call_code(error), error.to_string())
+/// A status of `class`, with `error`'s message.
+pub fn new(class: ErrorClass, error: &impl Display) -> Status {
+    Status::new(code(class), error.to_string())
 }
 
-fn provider_code(error: &ProviderCallError) -> Code {
-    match error {
-        ProviderCallError::Wasm(call) => call_code(call),
-        ProviderCallError::Grpc { code, .. } => grpc_code(*code),
-        ProviderCallError::Unreachable { .. } => Code::Unavailable,
-        ProviderCallError::Deadline { .. } => Code::DeadlineExceeded,
-        ProviderCallError::InvalidResponse { .. } => Code::Internal,
+fn code(class: ErrorClass) -> Code {
+    match class {
+        ErrorClass::InvalidArgument => Code::InvalidArgument,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::FailedPrecondition => Code::FailedPrecondition,
+        ErrorClass::Aborted => Code::Aborted,
+        ErrorClass::Unavailable => Code::Unavailable,
+        ErrorClass::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::Unauthenticated => Code::Unauthenticated,
+        ErrorClass::PermissionDenied => Code::PermissionDenied,
+        ErrorClass::Internal => Code::Internal,
+        // Our GrpcCode is numbered as on the wire, as tonic's is.
+        ErrorClass::Provider(code) => Code::from_i32(code.as_i32()),
     }
-}
-
-fn call_code(error: &CallError) -> Code {
-    match error {
-        CallError::Provider { error, .. } => match error.kind {
-            ErrorKind::InvalidParameters => Code::InvalidArgument,
-            ErrorKind::Unauthenticated => Code::Unauthenticated,
-            ErrorKind::PermissionDenied => Code::PermissionDenied,
-            ErrorKind::NotFound => Code::NotFound,
-            ErrorKind::Throttled(_) => Code::ResourceExhausted,
-            ErrorKind::Upstream(status) if status >= 500 => Code::Unavailable,
-            ErrorKind::Upstream(_) => Code::FailedPrecondition,
-            ErrorKind::Unavailable => Code::Unavailable,
-            ErrorKind::Internal => Code::Internal,
-        },
-        CallError::Deadline { .. } => Code::DeadlineExceeded,
-        CallError::MemoryLimit { .. } | CallError::OutputLimit { .. } => Code::ResourceExhausted,
-        CallError::Trap { .. } | CallError::InvalidOutput { .. } | CallError::Internal { .. } => {
-            Code::Internal
-        }
-    }
-}
-
-fn grpc_code(code: GrpcCode) -> Code {
-    Code::from_i32(code.as_i32())
 }

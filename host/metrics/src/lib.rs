@@ -5,7 +5,9 @@
 //! `k8s_secret_duration_sec`, `rotation_reconcile_total`, `rotation_reconcile_error_total`,
 //! `rotation_reconcile_duration_sec`), so existing dashboards keep working. The sandbox adds its own:
 //! provider call durations and outcomes, outbound requests by provider/host/status, denied
-//! destinations, and module loads. Served at `/metrics`; `/healthz` answers while the process runs,
+//! destinations, and module loads. [`Metrics`] receives them as the observer of the pipeline
+//! (`PublishMetrics`), the runtime (`Observer`) and the provider registry (`RegistryObserver`).
+//! Served at `/metrics`; `/healthz` answers while the process runs,
 //! `/readyz` once providers are loaded and the API watch is synced.
 
 use std::net::SocketAddr;
@@ -91,8 +93,6 @@ pub struct Metrics {
     denied: Family<DeniedLabels, Counter>,
     module_reloads: Family<ReloadLabels, Counter>,
     modules_loaded: Gauge,
-    /// The registry's running totals last seen (loads, failures), to turn them into increments.
-    module_totals: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -119,7 +119,6 @@ impl Metrics {
             denied: Family::default(),
             module_reloads: Family::default(),
             modules_loaded: Gauge::default(),
-            module_totals: std::sync::Mutex::new((0, 0)),
             registry: Registry::default(),
         };
         // Counter names get `_total` appended by the encoder.
@@ -213,24 +212,26 @@ impl Metrics {
         self.k8s_secret_duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Record the provider registry's totals (successful module loads and refused ones, since the
-    /// start) and how many modules are loaded now.
-    pub fn modules(&self, loads: u64, failures: u64, loaded: usize) {
-        let mut last = self.module_totals.lock().unwrap_or_else(|e| e.into_inner());
-        let label = |result: &str| ReloadLabels {
-            result: result.to_string(),
-        };
-        if loads > last.0 {
-            self.module_reloads
-                .get_or_create(&label("success"))
-                .inc_by(loads - last.0);
+    fn module_reload(&self, result: &str) -> Counter {
+        self.module_reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_string(),
+            })
+            .clone()
+    }
+}
+
+/// Module loads and refusals as the provider registry reports them.
+impl secrets_store_providers::RegistryObserver for Metrics {
+    fn module_loaded(&self, _provider: &str) {
+        self.module_reload("success").inc();
+    }
+
+    fn reload_finished(&self, report: &secrets_store_providers::ReloadReport, loaded: usize) {
+        if !report.failed.is_empty() {
+            self.module_reload("failure")
+                .inc_by(report.failed.len() as u64);
         }
-        if failures > last.1 {
-            self.module_reloads
-                .get_or_create(&label("failure"))
-                .inc_by(failures - last.1);
-        }
-        *last = (last.0.max(loads), last.1.max(failures));
         self.modules_loaded.set(loaded as i64);
     }
 }
@@ -427,6 +428,7 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrets_store_providers::{RegistryObserver, ReloadReport};
     use secrets_store_publish::PublishMetrics;
     use secrets_store_runtime::Observer;
 
@@ -448,8 +450,19 @@ mod tests {
         m.call_finished("azure", "mount", Duration::from_millis(2), "ok");
         m.outbound("azure", "v.vault.azure.net", Some(200), false);
         m.denied("azure", "https://evil.example:443");
-        m.modules(1, 0, 1);
-        m.modules(2, 1, 1);
+        m.module_loaded("azure");
+        m.reload_finished(&ReloadReport::default(), 1);
+        m.module_loaded("azure");
+        m.reload_finished(
+            &ReloadReport {
+                failed: vec![(
+                    "other".into(),
+                    "module file other.wasm does not exist".into(),
+                )],
+                ..Default::default()
+            },
+            1,
+        );
         let text = m.encode();
         for expected in [
             "node_publish_total{provider=\"azure\"} 1",

@@ -6,13 +6,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use secrets_store_contract::{REDACTED, SERVICE_ACCOUNT_TOKENS};
+
 use crate::csi::v1 as csi;
 use crate::provider::v1alpha1 as provider;
-
-const REDACTED: &str = "<redacted>";
-
-/// Volume context key under which kubelet passes the pod's service account tokens (JSON).
-pub const SERVICE_ACCOUNT_TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
 
 /// Prints a map's keys with every value masked.
 struct SecretMap<'a>(&'a HashMap<String, String>);
@@ -36,7 +33,7 @@ impl fmt::Debug for VolumeContext<'_> {
         entries.sort();
         f.debug_map()
             .entries(entries.into_iter().map(|(k, v)| {
-                let shown: &dyn fmt::Debug = if k == SERVICE_ACCOUNT_TOKENS_KEY {
+                let shown: &dyn fmt::Debug = if k == SERVICE_ACCOUNT_TOKENS {
                     &REDACTED
                 } else {
                     v

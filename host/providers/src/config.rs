@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use secrets_store_runtime::{Policy, PolicySpec};
+use secrets_store_runtime::{Policy, PolicyError, PolicySpec};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -35,7 +35,7 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[serde(deny_unknown_fields)]
 struct ProvidersFile {
     #[serde(default)]
-    providers: Option<BTreeMap<String, serde_yaml::Value>>,
+    providers: Option<BTreeMap<String, serde_norway::Value>>,
 }
 
 /// One provider's entry, parsed.
@@ -52,17 +52,64 @@ pub(crate) struct Entry {
 /// What a readable `providers.yaml` says: per provider, its entry or why it is unusable.
 pub(crate) type Config = BTreeMap<String, Result<Entry, EntryError>>;
 
-pub(crate) struct EntryError {
-    /// The module path, when the entry got that far.
-    pub(crate) module: Option<PathBuf>,
-    pub(crate) reason: String,
+/// `providers.yaml` as a whole is unusable; every loaded provider stays as it was.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("{} is not a directory", .dir.display())]
+    NotADirectory { dir: PathBuf },
+    #[error("providers directory {}: {source}", .dir.display())]
+    Directory {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is larger than {MAX_CONFIG_BYTES} bytes", .path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: serde_norway::Error,
+    },
+}
+
+/// One provider's entry is unusable; the other providers are judged on their own.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EntryError {
+    #[error("invalid provider name: 1 to 30 characters of a-z, A-Z, 0-9, `_` and `-`")]
+    InvalidName,
+    #[error("the entry must be a map with `module` and policy keys")]
+    NotAMap,
+    #[error("`module` must be a non-empty path")]
+    InvalidModule,
+    #[error("`module` is missing")]
+    NoModule,
+    #[error("policy: {source}")]
+    Spec {
+        module: PathBuf,
+        #[source]
+        source: serde_norway::Error,
+    },
+    #[error("policy: {source}")]
+    Policy {
+        module: PathBuf,
+        #[source]
+        source: PolicyError,
+    },
 }
 
 impl EntryError {
-    fn new(reason: impl Into<String>) -> Self {
-        EntryError {
-            module: None,
-            reason: reason.into(),
+    /// The module path, when the entry got that far.
+    pub(crate) fn module(&self) -> Option<&Path> {
+        match self {
+            EntryError::Spec { module, .. } | EntryError::Policy { module, .. } => Some(module),
+            _ => None,
         }
     }
 }
@@ -80,7 +127,7 @@ pub fn valid_name(name: &str) -> bool {
 /// Read `providers.yaml` from `base` (the providers directory `dir`, or the payload directory of its
 /// current ConfigMap version). `Ok(None)`: the directory exists but has no such file (no wasm
 /// providers configured). `Err`: the whole document is unusable.
-pub(crate) fn read_config(dir: &Path, base: &Path) -> Result<Option<Config>, String> {
+pub(crate) fn read_config(dir: &Path, base: &Path) -> Result<Option<Config>, ConfigError> {
     let path = base.join(PROVIDERS_FILE);
     let shown = dir.join(PROVIDERS_FILE);
     let file = match std::fs::File::open(&path) {
@@ -88,30 +135,47 @@ pub(crate) fn read_config(dir: &Path, base: &Path) -> Result<Option<Config>, Str
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return match std::fs::metadata(base) {
                 Ok(meta) if meta.is_dir() => Ok(None),
-                Ok(_) => Err(format!("{} is not a directory", dir.display())),
-                Err(e) => Err(format!("providers directory {}: {e}", dir.display())),
+                Ok(_) => Err(ConfigError::NotADirectory {
+                    dir: dir.to_path_buf(),
+                }),
+                Err(source) => Err(ConfigError::Directory {
+                    dir: dir.to_path_buf(),
+                    source,
+                }),
             };
         }
-        Err(e) => return Err(format!("reading {}: {e}", shown.display())),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: shown,
+                source,
+            });
+        }
     };
     let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("reading {}: {e}", shown.display()))?;
+    if let Err(source) = file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text) {
+        return Err(ConfigError::Read {
+            path: shown,
+            source,
+        });
+    }
     if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_CONFIG_BYTES} bytes",
-            shown.display()
-        ));
+        return Err(ConfigError::TooLarge { path: shown });
     }
     parse_config(&text, dir, base)
         .map(Some)
-        .map_err(|e| format!("{}: {e}", shown.display()))
+        .map_err(|source| ConfigError::Syntax {
+            path: shown,
+            source,
+        })
 }
 
-pub(crate) fn parse_config(text: &str, dir: &Path, base: &Path) -> Result<Config, String> {
+pub(crate) fn parse_config(
+    text: &str,
+    dir: &Path,
+    base: &Path,
+) -> Result<Config, serde_norway::Error> {
     // An empty document is `null` to YAML: no providers.
-    let file: Option<ProvidersFile> = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let file: Option<ProvidersFile> = serde_norway::from_str(text)?;
     let providers = file.and_then(|f| f.providers).unwrap_or_default();
     Ok(providers
         .into_iter()
@@ -124,40 +188,35 @@ pub(crate) fn parse_config(text: &str, dir: &Path, base: &Path) -> Result<Config
 
 fn parse_entry(
     name: &str,
-    value: serde_yaml::Value,
+    value: serde_norway::Value,
     dir: &Path,
     base: &Path,
 ) -> Result<Entry, EntryError> {
     if !valid_name(name) {
-        return Err(EntryError::new(
-            "invalid provider name: 1 to 30 characters of a-z, A-Z, 0-9, `_` and `-`",
-        ));
+        return Err(EntryError::InvalidName);
     }
     // `module` is split off by hand: serde's `flatten` would disable PolicySpec's
     // `deny_unknown_fields`, and a misspelt policy key must not pass silently.
     let mut map = match value {
-        serde_yaml::Value::Mapping(map) => map,
-        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
-        _ => {
-            return Err(EntryError::new(
-                "the entry must be a map with `module` and policy keys",
-            ));
-        }
+        serde_norway::Value::Mapping(map) => map,
+        serde_norway::Value::Null => serde_norway::Mapping::new(),
+        _ => return Err(EntryError::NotAMap),
     };
     let module = match map.remove("module") {
-        Some(serde_yaml::Value::String(module)) if !module.is_empty() => module,
-        Some(_) => return Err(EntryError::new("`module` must be a non-empty path")),
-        None => return Err(EntryError::new("`module` is missing")),
+        Some(serde_norway::Value::String(module)) if !module.is_empty() => module,
+        Some(_) => return Err(EntryError::InvalidModule),
+        None => return Err(EntryError::NoModule),
     };
     let source = base.join(&module);
     let module = dir.join(module);
-    let fail = |reason: String| EntryError {
-        module: Some(module.clone()),
-        reason,
+    let spec: PolicySpec = match serde_norway::from_value(serde_norway::Value::Mapping(map)) {
+        Ok(spec) => spec,
+        Err(source) => return Err(EntryError::Spec { module, source }),
     };
-    let spec: PolicySpec = serde_yaml::from_value(serde_yaml::Value::Mapping(map))
-        .map_err(|e| fail(format!("policy: {e}")))?;
-    let policy = Policy::from_spec(&spec).map_err(|e| fail(format!("policy: {e}")))?;
+    let policy = match Policy::from_spec(&spec) {
+        Ok(policy) => policy,
+        Err(source) => return Err(EntryError::Policy { module, source }),
+    };
     Ok(Entry {
         module,
         source,
@@ -180,32 +239,44 @@ pub(crate) struct Module {
     pub(crate) digest: String,
 }
 
-/// Why a module could not be read.
-pub(crate) enum ReadError {
+/// Why a module could not be read. Messages name the module as configured.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ModuleError {
     /// The file does not exist (any more).
-    Missing(String),
-    Other(String),
+    #[error("module file {} does not exist", .path.display())]
+    Missing { path: PathBuf },
+    #[error("reading module {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("decompressing module {}: {source}", .path.display())]
+    Decompress {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("module {} is larger than {} MiB", .path.display(), MAX_MODULE_BYTES >> 20)]
+    TooLarge { path: PathBuf },
 }
 
-impl ReadError {
-    pub(crate) fn message(&self) -> &str {
-        match self {
-            ReadError::Missing(m) | ReadError::Other(m) => m,
-        }
-    }
-}
-
-/// Read a module from `path`, gunzipping `*.gz`, bounded by [`MAX_MODULE_BYTES`]. Messages name it
+/// Read a module from `path`, gunzipping `*.gz`, bounded by [`MAX_MODULE_BYTES`]. Errors name it
 /// `shown` (the path as configured).
-pub(crate) fn read_module(path: &Path, shown: &Path) -> Result<Module, ReadError> {
-    let shown = shown.display();
-    let file = std::fs::File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ReadError::Missing(format!("module file {shown} does not exist"))
-        } else {
-            ReadError::Other(format!("reading module {shown}: {e}"))
+pub(crate) fn read_module(path: &Path, shown: &Path) -> Result<Module, ModuleError> {
+    let shown = shown.to_path_buf();
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ModuleError::Missing { path: shown });
         }
-    })?;
+        Err(source) => {
+            return Err(ModuleError::Read {
+                path: shown,
+                source,
+            });
+        }
+    };
     let gzipped = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -218,19 +289,23 @@ pub(crate) fn read_module(path: &Path, shown: &Path) -> Result<Module, ReadError
     } else {
         file.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes)
     };
-    read.map_err(|e| {
-        let what = if gzipped {
-            "decompressing module"
-        } else {
-            "reading module"
-        };
-        ReadError::Other(format!("{what} {shown}: {e}"))
-    })?;
+    match read {
+        Ok(_) => {}
+        Err(source) if gzipped => {
+            return Err(ModuleError::Decompress {
+                path: shown,
+                source,
+            });
+        }
+        Err(source) => {
+            return Err(ModuleError::Read {
+                path: shown,
+                source,
+            });
+        }
+    }
     if bytes.len() as u64 > MAX_MODULE_BYTES {
-        return Err(ReadError::Other(format!(
-            "module {shown} is larger than {} MiB",
-            MAX_MODULE_BYTES >> 20
-        )));
+        return Err(ModuleError::TooLarge { path: shown });
     }
     let digest = hex::encode(Sha256::digest(&bytes));
     Ok(Module { bytes, digest })
@@ -240,7 +315,7 @@ pub(crate) fn read_module(path: &Path, shown: &Path) -> Result<Module, ReadError
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, String> {
+    fn parse(text: &str) -> Result<Config, serde_norway::Error> {
         parse_config(text, Path::new("/providers"), Path::new("/providers/..v1"))
     }
 
@@ -267,16 +342,16 @@ mod tests {
              \x20 scalar: x.wasm\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let good = config["good"].as_ref().ok().expect("good parses");
+        let good = config["good"].as_ref().expect("good parses");
         assert_eq!(good.module, Path::new("/providers/good.wasm"));
         assert_eq!(good.source, Path::new("/providers/..v1/good.wasm"));
         assert_eq!(good.spec.timeout_seconds, 5);
         assert_eq!(good.policy.timeout.as_secs(), 5);
-        let abs = config["abs"].as_ref().ok().expect("abs parses");
+        let abs = config["abs"].as_ref().expect("abs parses");
         assert_eq!(abs.module, Path::new("/opt/abs.wasm.gz"));
         assert_eq!(abs.source, Path::new("/opt/abs.wasm.gz"));
         let reason = |name: &str| match &config[name] {
-            Err(e) => e.reason.clone(),
+            Err(e) => e.to_string(),
             Ok(_) => panic!("{name} must fail"),
         };
         assert!(reason("typo").contains("allowedHost"), "{}", reason("typo"));

@@ -34,8 +34,17 @@ pub enum RegistryError {
         reason: String,
         searched: Vec<PathBuf>,
     },
-    #[error("watching the providers directory: {0}")]
-    Watch(String),
+    #[error("watching the providers directory: {}: {source}", .dir.display())]
+    Watch {
+        dir: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("watching the providers directory: starting the watcher thread: {source}")]
+    WatchThread {
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn dir_list(dirs: &[PathBuf]) -> String {

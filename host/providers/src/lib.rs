@@ -12,6 +12,16 @@
 //!    `--additional-provider-volume-paths` first, then `--provider-volume`; see
 //!    [`RegistryConfig::upstream_legacy_dirs`]).
 //!
+//! | module | job |
+//! |---|---|
+//! | `registry` | [`ProviderRegistry`]: resolve a name; reload the wasm providers |
+//! | [`config`] | `providers.yaml` and the module files it names |
+//! | `watch` | the background watcher of the providers directory |
+//! | `observer` | [`RegistryObserver`]: loads and reloads as events, for the metrics |
+//! | `handle` | [`ProviderHandle`]: one resolved provider, wasm or gRPC, behind one `mount` |
+//! | `legacy` | the client of upstream's v1alpha1 provider daemons |
+//! | `error` | [`RegistryError`], [`ProviderCallError`], and [`GrpcCode`] |
+//!
 //! ```no_run
 //! # async fn example(runtime: secrets_store_runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::path::Path;
@@ -37,14 +47,16 @@ pub mod config;
 mod error;
 mod handle;
 mod legacy;
+mod observer;
 mod registry;
 mod watch;
 
 pub use error::{GrpcCode, ProviderCallError, RegistryError};
 pub use handle::ProviderHandle;
 pub use legacy::{LegacyProvider, VersionInfo};
+pub use observer::{NoopRegistryObserver, RegistryObserver};
 pub use registry::{
-    DEFAULT_MAX_RECV_MSG_SIZE, LoadedInfo, ProviderRegistry, RegistryConfig, RegistryStats,
-    ReloadReport, UPSTREAM_ADDITIONAL_PROVIDER_DIR, UPSTREAM_PROVIDER_VOLUME,
+    DEFAULT_MAX_RECV_MSG_SIZE, LoadedInfo, ProviderRegistry, RegistryConfig, ReloadReport,
+    UPSTREAM_ADDITIONAL_PROVIDER_DIR, UPSTREAM_PROVIDER_VOLUME,
 };
 pub use watch::{WatchHandle, WatchOptions};

@@ -9,16 +9,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use parking_lot::{Mutex, RwLock};
 use secrets_store_runtime::{PolicySpec, Provider, Runtime};
 
-use crate::config::{self, Module, PROVIDERS_FILE, ReadError};
+use crate::config::{self, ConfigError, Module, ModuleError, PROVIDERS_FILE};
 use crate::error::RegistryError;
 use crate::handle::ProviderHandle;
 use crate::legacy::{ChannelPool, LegacyProvider};
+use crate::observer::{NoopRegistryObserver, RegistryObserver};
 
 /// Upstream's default `--additional-provider-volume-paths`, searched first.
 pub const UPSTREAM_ADDITIONAL_PROVIDER_DIR: &str = "/etc/kubernetes/secrets-store-csi-providers";
@@ -95,30 +97,9 @@ pub struct LoadedInfo {
     pub loaded_at: SystemTime,
 }
 
-/// Counters for the metrics crate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RegistryStats {
-    /// Reload attempts (initial load, watcher, rescans, explicit calls).
-    pub reloads: u64,
-    /// Modules handed to the runtime (compiled, or taken from its artifact cache) successfully.
-    pub loads: u64,
-    /// Providers given a new policy without reloading their module.
-    pub policy_updates: u64,
-    /// Failures: one per refused provider per reload, and one per unusable providers.yaml.
-    pub reload_failures: u64,
-    /// Wasm providers loaded now.
-    pub loaded: usize,
-}
-
+/// A wasm provider as loaded (also what a reload starts from).
+#[derive(Clone)]
 struct Loaded {
-    provider: Provider,
-    module: PathBuf,
-    spec: PolicySpec,
-    loaded_at: SystemTime,
-}
-
-/// What was loaded under a name when a reload started.
-struct Previous {
     provider: Provider,
     module: PathBuf,
     spec: PolicySpec,
@@ -147,16 +128,23 @@ pub struct ProviderRegistry {
     generation: tokio::sync::watch::Sender<u64>,
     ready: AtomicBool,
     pool: Arc<ChannelPool>,
-    reloads: AtomicU64,
-    loads: AtomicU64,
-    policy_updates: AtomicU64,
-    reload_failures: AtomicU64,
+    observer: Arc<dyn RegistryObserver>,
 }
 
 impl ProviderRegistry {
-    /// An empty registry. Nothing is loaded until [`reload`](Self::reload) or
-    /// [`watch`](Self::watch) runs; without a providers directory it is ready at once.
+    /// An empty registry that reports to no observer. Nothing is loaded until
+    /// [`reload`](Self::reload) or [`watch`](Self::watch) runs; without a providers directory it is
+    /// ready at once.
     pub fn new(runtime: Runtime, config: RegistryConfig) -> Arc<Self> {
+        Self::with_observer(runtime, config, Arc::new(NoopRegistryObserver))
+    }
+
+    /// An empty registry that reports its loads and reloads to `observer` (the driver's metrics).
+    pub fn with_observer(
+        runtime: Runtime,
+        config: RegistryConfig,
+        observer: Arc<dyn RegistryObserver>,
+    ) -> Arc<Self> {
         let ready = config.providers_dir.is_none();
         Arc::new(ProviderRegistry {
             runtime,
@@ -166,10 +154,7 @@ impl ProviderRegistry {
             generation: tokio::sync::watch::Sender::new(0),
             ready: AtomicBool::new(ready),
             pool: Arc::new(ChannelPool::default()),
-            reloads: AtomicU64::new(0),
-            loads: AtomicU64::new(0),
-            policy_updates: AtomicU64::new(0),
-            reload_failures: AtomicU64::new(0),
+            observer,
         })
     }
 
@@ -187,18 +172,9 @@ impl ProviderRegistry {
         self.ready.load(Ordering::Acquire)
     }
 
-    pub fn stats(&self) -> RegistryStats {
-        RegistryStats {
-            reloads: self.reloads.load(Ordering::Relaxed),
-            loads: self.loads.load(Ordering::Relaxed),
-            policy_updates: self.policy_updates.load(Ordering::Relaxed),
-            reload_failures: self.reload_failures.load(Ordering::Relaxed),
-            loaded: self.read_state().loaded.len(),
-        }
-    }
-
     pub fn loaded(&self) -> Vec<LoadedInfo> {
-        self.read_state()
+        self.state
+            .read()
             .loaded
             .iter()
             .map(|(name, l)| LoadedInfo {
@@ -210,10 +186,6 @@ impl ProviderRegistry {
             .collect()
     }
 
-    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The provider that answers `name`: a loaded wasm provider first, else the first
     /// `<dir>/<name>.sock` socket in `legacy_dirs` order.
     pub fn resolve(&self, name: &str) -> Result<ProviderHandle, RegistryError> {
@@ -223,7 +195,7 @@ impl ProviderRegistry {
             });
         }
         let not_loaded = {
-            let state = self.read_state();
+            let state = self.state.read();
             if let Some(loaded) = state.loaded.get(name) {
                 return Ok(ProviderHandle::Wasm(loaded.provider.clone()));
             }
@@ -232,24 +204,18 @@ impl ProviderRegistry {
                 .get(name)
                 .map(|n| (n.module.clone(), n.reason.clone()))
         };
-        let socket_name = format!("{name}.sock");
-        for dir in &self.config.legacy_dirs {
-            let socket = dir.join(&socket_name);
-            // Following symlinks, as upstream's stat does; only a socket counts, so a stray file of
-            // that name does not hide a real socket further down the list.
-            if std::fs::metadata(&socket).is_ok_and(|m| m.file_type().is_socket()) {
-                if let Some((module, reason)) = &not_loaded {
-                    // The reload that failed has warned already; this is per mount.
-                    tracing::debug!(provider = name, module = %module.display(), reason, socket = %socket.display(),
-                        "wasm provider is not loaded; using the gRPC provider socket of the same name");
-                }
-                return Ok(ProviderHandle::Legacy(LegacyProvider::new(
-                    name,
-                    socket,
-                    self.pool.clone(),
-                    self.config.max_recv_msg_size,
-                )));
+        if let Some(socket) = self.legacy_socket(name) {
+            if let Some((module, reason)) = &not_loaded {
+                // The reload that failed has warned already; this is per mount.
+                tracing::debug!(provider = name, module = %module.display(), reason, socket = %socket.display(),
+                    "wasm provider is not loaded; using the gRPC provider socket of the same name");
             }
+            return Ok(ProviderHandle::Legacy(LegacyProvider::new(
+                name,
+                socket,
+                self.pool.clone(),
+                self.config.max_recv_msg_size,
+            )));
         }
         let searched = self.config.legacy_dirs.clone();
         Err(match not_loaded {
@@ -262,22 +228,31 @@ impl ProviderRegistry {
             None => RegistryError::NotFound {
                 name: name.to_string(),
                 searched,
-                wasm_available: self.read_state().loaded.keys().cloned().collect(),
+                wasm_available: self.state.read().loaded.keys().cloned().collect(),
             },
         })
+    }
+
+    /// The first `<dir>/<name>.sock` that is a socket, in `legacy_dirs` order.
+    fn legacy_socket(&self, name: &str) -> Option<PathBuf> {
+        let socket_name = format!("{name}.sock");
+        self.config
+            .legacy_dirs
+            .iter()
+            .map(|dir| dir.join(&socket_name))
+            // Following symlinks, as upstream's stat does; only a socket counts, so a stray file of
+            // that name does not hide a real socket further down the list.
+            .find(|socket| std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()))
     }
 
     /// Read providers.yaml and the modules now. Blocking (it may compile modules): from async code,
     /// call it through `spawn_blocking`.
     pub fn reload(&self) -> ReloadReport {
-        let _serialised = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _serialised = self.reload_lock.lock();
         let report = match &self.config.providers_dir {
             Some(dir) => self.reload_from(dir),
             None => ReloadReport::default(),
         };
-        self.reloads.fetch_add(1, Ordering::Relaxed);
-        self.reload_failures
-            .fetch_add(report.failed.len() as u64, Ordering::Relaxed);
         if report.failed.is_empty() {
             if !report.loaded.is_empty() || !report.removed.is_empty() {
                 tracing::info!(loaded = ?report.loaded, removed = ?report.removed, unchanged = report.unchanged.len(),
@@ -287,18 +262,24 @@ impl ProviderRegistry {
             tracing::warn!(loaded = ?report.loaded, removed = ?report.removed, failed = report.failed.len(),
                 "wasm providers reloaded with failures");
         }
+        let loaded = self.state.read().loaded.len();
+        self.observer.reload_finished(&report, loaded);
         self.ready.store(true, Ordering::Release);
         self.generation.send_modify(|g| *g += 1);
         report
     }
 
+    /// One reload: judge every entry of the directory's current version against what is loaded,
+    /// then swap the new state in.
     fn reload_from(&self, dir: &Path) -> ReloadReport {
         let mut report = ReloadReport::default();
         let snapshot = match read_snapshot(dir) {
             Ok(snapshot) => snapshot,
             Err(cause) => {
                 tracing::warn!(error = %cause, "providers configuration refused; keeping every loaded provider");
-                report.failed.push((PROVIDERS_FILE.to_string(), cause));
+                report
+                    .failed
+                    .push((PROVIDERS_FILE.to_string(), cause.to_string()));
                 return report;
             }
         };
@@ -306,112 +287,16 @@ impl ProviderRegistry {
         // Decide everything outside the state lock (compiling takes a while); only this thread
         // changes the state, thanks to the reload lock.
         let mut next = State::default();
-        let mut current: HashMap<String, Previous> = self
-            .read_state()
+        let mut current: HashMap<String, Loaded> = self
+            .state
+            .read()
             .loaded
             .iter()
-            .map(|(name, l)| {
-                (
-                    name.clone(),
-                    Previous {
-                        provider: l.provider.clone(),
-                        module: l.module.clone(),
-                        spec: l.spec.clone(),
-                        loaded_at: l.loaded_at,
-                    },
-                )
-            })
+            .map(|(name, l)| (name.clone(), l.clone()))
             .collect();
         for (name, entry) in snapshot {
             let old = current.remove(&name);
-            let (entry, module) = match entry {
-                Ok(pair) => pair,
-                Err(e) => {
-                    let module = e.module.unwrap_or_default();
-                    self.refuse(&name, &module, &e.reason, old, &mut next, &mut report);
-                    continue;
-                }
-            };
-            let module = match module {
-                Ok(module) => module,
-                Err(ReadError::Missing(reason)) => {
-                    // The module is gone: keeping the old one would serve a provider the operator
-                    // may have deliberately withdrawn.
-                    tracing::warn!(provider = %name, module = %entry.module.display(), error = %reason,
-                        "provider module refused; provider unavailable");
-                    if old.is_some() {
-                        report.removed.push(name.clone());
-                    }
-                    report.failed.push((name.clone(), reason.clone()));
-                    next.not_loaded.insert(
-                        name,
-                        NotLoaded {
-                            module: entry.module,
-                            reason,
-                        },
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    let reason = e.message().to_string();
-                    self.refuse(&name, &entry.module, &reason, old, &mut next, &mut report);
-                    continue;
-                }
-            };
-            let loaded = match old {
-                // Same module: no compilation. A new policy is applied to the loaded module, unless
-                // it raises the memory limit, which only the runtime can check against its maximum.
-                Some(old)
-                    if old.provider.digest() == module.digest
-                        && entry.spec.memory_limit_mib <= old.spec.memory_limit_mib =>
-                {
-                    if old.spec == entry.spec {
-                        report.unchanged.push(name.clone());
-                        Loaded {
-                            provider: old.provider,
-                            module: entry.module,
-                            spec: old.spec,
-                            loaded_at: old.loaded_at,
-                        }
-                    } else {
-                        self.policy_updates.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(provider = %name, module = %entry.module.display(), "provider policy changed; module unchanged");
-                        report.loaded.push(name.clone());
-                        Loaded {
-                            provider: old.provider.with_policy(entry.policy),
-                            module: entry.module,
-                            spec: entry.spec,
-                            loaded_at: SystemTime::now(),
-                        }
-                    }
-                }
-                old => match self.runtime.load(&name, &module.bytes, entry.policy) {
-                    Ok(provider) => {
-                        self.loads.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(provider = %name, module = %entry.module.display(), digest = %module.digest,
-                            replaced = old.is_some(), "wasm provider loaded");
-                        report.loaded.push(name.clone());
-                        Loaded {
-                            provider,
-                            module: entry.module,
-                            spec: entry.spec,
-                            loaded_at: SystemTime::now(),
-                        }
-                    }
-                    Err(e) => {
-                        self.refuse(
-                            &name,
-                            &entry.module,
-                            &e.to_string(),
-                            old,
-                            &mut next,
-                            &mut report,
-                        );
-                        continue;
-                    }
-                },
-            };
-            next.loaded.insert(name, loaded);
+            self.reload_entry(name, entry, old, &mut next, &mut report);
         }
         for name in current.into_keys() {
             tracing::info!(provider = %name, "wasm provider removed from {PROVIDERS_FILE}");
@@ -419,8 +304,91 @@ impl ProviderRegistry {
         }
         report.removed.sort();
 
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = next;
+        *self.state.write() = next;
         report
+    }
+
+    /// Decide one provider of the new configuration: load it, keep it, or refuse it.
+    fn reload_entry(
+        &self,
+        name: String,
+        entry: SnapshotEntry,
+        old: Option<Loaded>,
+        next: &mut State,
+        report: &mut ReloadReport,
+    ) {
+        let (entry, module) = match entry {
+            Ok(pair) => pair,
+            Err(e) => {
+                let module = e.module().map(Path::to_path_buf).unwrap_or_default();
+                self.refuse(&name, &module, &e.to_string(), old, next, report);
+                return;
+            }
+        };
+        let module = match module {
+            Ok(module) => module,
+            Err(e @ ModuleError::Missing { .. }) => {
+                withdraw(name, entry.module, e.to_string(), old, next, report);
+                return;
+            }
+            Err(e) => {
+                self.refuse(&name, &entry.module, &e.to_string(), old, next, report);
+                return;
+            }
+        };
+        match old {
+            // Same module: no compilation. A new policy is applied to the loaded module, unless it
+            // raises the memory limit, which only the runtime can check against its maximum.
+            Some(old)
+                if old.provider.digest() == module.digest
+                    && entry.spec.memory_limit_mib <= old.spec.memory_limit_mib =>
+            {
+                let loaded = self.reuse(&name, entry, old, report);
+                next.loaded.insert(name, loaded);
+            }
+            old => match self.runtime.load(&name, &module.bytes, entry.policy) {
+                Ok(provider) => {
+                    self.observer.module_loaded(&name);
+                    tracing::info!(provider = %name, module = %entry.module.display(), digest = %module.digest,
+                        replaced = old.is_some(), "wasm provider loaded");
+                    report.loaded.push(name.clone());
+                    let loaded = Loaded {
+                        provider,
+                        module: entry.module,
+                        spec: entry.spec,
+                        loaded_at: SystemTime::now(),
+                    };
+                    next.loaded.insert(name, loaded);
+                }
+                Err(e) => self.refuse(&name, &entry.module, &e.to_string(), old, next, report),
+            },
+        }
+    }
+
+    /// The loaded module stays; its policy is replaced if the entry's differs.
+    fn reuse(
+        &self,
+        name: &str,
+        entry: config::Entry,
+        old: Loaded,
+        report: &mut ReloadReport,
+    ) -> Loaded {
+        if old.spec == entry.spec {
+            report.unchanged.push(name.to_string());
+            return Loaded {
+                module: entry.module,
+                ..old
+            };
+        }
+        self.observer.policy_updated(name);
+        tracing::info!(provider = %name, module = %entry.module.display(), "provider policy changed; module unchanged");
+        report.loaded.push(name.to_string());
+        Loaded {
+            provider: old.provider.with_policy(entry.policy),
+            module: entry.module,
+            spec: entry.spec,
+            loaded_at: SystemTime::now(),
+        }
     }
 
     /// A provider could not be (re)loaded: keep its previous module if it had one.
@@ -429,7 +397,7 @@ impl ProviderRegistry {
         name: &str,
         module: &Path,
         reason: &str,
-        old: Option<Previous>,
+        old: Option<Loaded>,
         next: &mut State,
         report: &mut ReloadReport,
     ) {
@@ -439,15 +407,7 @@ impl ProviderRegistry {
             "provider module refused");
         match old {
             Some(old) => {
-                next.loaded.insert(
-                    name.to_string(),
-                    Loaded {
-                        provider: old.provider,
-                        module: old.module,
-                        spec: old.spec,
-                        loaded_at: old.loaded_at,
-                    },
-                );
+                next.loaded.insert(name.to_string(), old);
             }
             None => {
                 next.not_loaded.insert(
@@ -462,15 +422,36 @@ impl ProviderRegistry {
     }
 }
 
-/// Per provider: its entry and module bytes, or why the entry is unusable.
-type Snapshot =
-    BTreeMap<String, Result<(config::Entry, Result<Module, ReadError>), config::EntryError>>;
+/// A provider's module file is gone: it becomes unavailable. Keeping the old module would serve a
+/// provider the operator may have deliberately withdrawn.
+fn withdraw(
+    name: String,
+    module: PathBuf,
+    reason: String,
+    old: Option<Loaded>,
+    next: &mut State,
+    report: &mut ReloadReport,
+) {
+    tracing::warn!(provider = %name, module = %module.display(), error = %reason,
+        "provider module refused; provider unavailable");
+    if old.is_some() {
+        report.removed.push(name.clone());
+    }
+    report.failed.push((name.clone(), reason.clone()));
+    next.not_loaded.insert(name, NotLoaded { module, reason });
+}
+
+/// One provider's entry and module bytes, or why the entry is unusable.
+type SnapshotEntry = Result<(config::Entry, Result<Module, ModuleError>), config::EntryError>;
+
+/// Per provider, by name.
+type Snapshot = BTreeMap<String, SnapshotEntry>;
 
 /// Read providers.yaml and every module it names from one version of the directory. For a
 /// ConfigMap volume everything is read inside the payload directory `..data` points to; if `..data`
 /// moved meanwhile (an update landed mid-read), read again, so a reload never mixes a new document
 /// with old modules or sees a module of the new version as missing.
-fn read_snapshot(dir: &Path) -> Result<Snapshot, String> {
+fn read_snapshot(dir: &Path) -> Result<Snapshot, ConfigError> {
     const ATTEMPTS: usize = 3;
     let mut attempt = 1;
     loop {

@@ -103,7 +103,7 @@ impl ProviderRegistry {
                 let tx = tx.clone();
                 move || run(registry, dir, watcher, tx, rx, options)
             })
-            .map_err(|e| RegistryError::Watch(format!("starting the watcher thread: {e}")))?;
+            .map_err(|source| RegistryError::WatchThread { source })?;
         Ok(WatchHandle {
             stop: tx,
             thread: Some(thread),
@@ -131,11 +131,18 @@ fn start_watcher(
         };
         let _ = tx.send(message);
     })
-    .map_err(|e| RegistryError::Watch(format!("{}: {e}", dir.display())))?;
+    .map_err(|source| watch_error(dir, source))?;
     watcher
         .watch(dir, RecursiveMode::NonRecursive)
-        .map_err(|e| RegistryError::Watch(format!("{}: {e}", dir.display())))?;
+        .map_err(|source| watch_error(dir, source))?;
     Ok(watcher)
+}
+
+fn watch_error(dir: &Path, source: notify::Error) -> RegistryError {
+    RegistryError::Watch {
+        dir: dir.to_path_buf(),
+        source,
+    }
 }
 
 /// Reading the directory (as every reload does) must not trigger another reload.

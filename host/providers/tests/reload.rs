@@ -74,7 +74,7 @@ async fn watcher_follows_configmap_updates() {
         ("echo.wasm", echo.clone()),
         ("echo.wasm.gz", gzip(&echo)),
     ]);
-    let registry = registry_for(volume.path(), vec![]);
+    let (registry, totals) = counted_registry_for(volume.path(), vec![]);
     assert!(!registry.is_ready());
     let _watch = registry.watch_with(options()).unwrap();
 
@@ -100,7 +100,7 @@ async fn watcher_follows_configmap_updates() {
     };
     assert_eq!(zipped_provider.policy().timeout, Duration::from_secs(7));
     let zipped_loaded_at = loaded[1].loaded_at;
-    let stats = registry.stats();
+    let stats = totals.stats();
     assert_eq!(
         (stats.loads, stats.reload_failures, stats.loaded),
         (2, 0, 2)
@@ -134,7 +134,7 @@ async fn watcher_follows_configmap_updates() {
         .unwrap();
     assert_eq!(zipped_now.loaded_at, zipped_loaded_at);
     assert_eq!(
-        registry.stats().loads,
+        totals.stats().loads,
         3,
         "only the changed module was loaded"
     );
@@ -145,25 +145,25 @@ async fn watcher_follows_configmap_updates() {
         ("cache_logger.wasm", cache_logger.clone()),
         ("echo.wasm.gz", gzip(&echo)),
     ]);
-    wait_until(&registry, "zipped policy updated", |r| {
-        r.stats().policy_updates == 1
+    wait_until(&registry, "zipped policy updated", |_| {
+        totals.stats().policy_updates == 1
     })
     .await;
     let ProviderHandle::Wasm(zipped_provider) = registry.resolve("zipped").unwrap() else {
         panic!("wasm provider expected");
     };
     assert_eq!(zipped_provider.policy().timeout, Duration::from_secs(9));
-    assert_eq!(registry.stats().loads, 3);
+    assert_eq!(totals.stats().loads, 3);
 
     // A broken module is refused; the previous one keeps serving.
-    let failures = registry.stats().reload_failures;
+    let failures = totals.stats().reload_failures;
     volume.update(&[
         yaml("providers:\n  p: {module: cache_logger.wasm}\n  zipped: {module: echo.wasm.gz, timeoutSeconds: 9}\n"),
         ("cache_logger.wasm", cache_logger[..cache_logger.len() / 2].to_vec()),
         ("echo.wasm.gz", gzip(&echo)),
     ]);
-    wait_until(&registry, "truncated module refused", |r| {
-        r.stats().reload_failures > failures
+    wait_until(&registry, "truncated module refused", |_| {
+        totals.stats().reload_failures > failures
     })
     .await;
     assert_eq!(loaded_digest(&registry, "p"), Some(digest(&cache_logger)));
@@ -187,7 +187,7 @@ async fn watcher_follows_configmap_updates() {
         message.contains("\"p\" not found") && message.contains("(zipped)"),
         "{message}"
     );
-    assert_eq!(registry.stats().loaded, 1);
+    assert_eq!(totals.stats().loaded, 1);
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn refused_updates_keep_the_previous_module() {
     let echo = read(guests::ECHO);
     let good = "providers:\n  p: {module: echo.wasm}\n";
     let mut volume = ConfigMapDir::new(&[yaml(good), ("echo.wasm", echo.clone())]);
-    let registry = registry_for(volume.path(), vec![]);
+    let (registry, totals) = counted_registry_for(volume.path(), vec![]);
     let report = registry.reload();
     assert_eq!(report.loaded, ["p"]);
     assert!(report.is_ok(), "{report:?}");
@@ -284,7 +284,7 @@ fn refused_updates_keep_the_previous_module() {
         ),
     ];
     for (what, files, failed_name, cause) in cases {
-        let before = registry.stats();
+        let before = totals.stats();
         volume.update(&files);
         let report = registry.reload();
         assert!(
@@ -300,7 +300,7 @@ fn refused_updates_keep_the_previous_module() {
             Some(digest(&echo)),
             "{what}: the old module stays"
         );
-        let after = registry.stats();
+        let after = totals.stats();
         assert_eq!(after.reload_failures, before.reload_failures + 1, "{what}");
         assert_eq!(after.loads, before.loads, "{what}");
         assert!(registry.resolve("p").is_ok(), "{what}");
@@ -322,7 +322,7 @@ fn unchanged_reloads_do_not_recompile() {
         yaml("providers:\n  a: {module: echo.wasm}\n"),
         ("echo.wasm", echo.clone()),
     ]);
-    let registry = registry_for(volume.path(), vec![]);
+    let (registry, totals) = counted_registry_for(volume.path(), vec![]);
     assert_eq!(registry.reload().loaded, ["a"]);
     let first = registry.loaded();
     let mut generation = registry.generation();
@@ -337,7 +337,7 @@ fn unchanged_reloads_do_not_recompile() {
     );
     assert_eq!(*generation.borrow_and_update(), before + 1);
     assert_eq!(registry.loaded(), first, "same module, same load time");
-    assert_eq!(registry.stats().loads, 1);
+    assert_eq!(totals.stats().loads, 1);
 
     // The same component gzipped under another name: same digest, still no new load.
     volume.update(&[
@@ -349,7 +349,7 @@ fn unchanged_reloads_do_not_recompile() {
     let now = registry.loaded();
     assert_eq!(now[0].module, volume.path().join("other.wasm.gz"));
     assert_eq!(now[0].loaded_at, first[0].loaded_at);
-    let stats = registry.stats();
+    let stats = totals.stats();
     assert_eq!((stats.loads, stats.reloads), (1, 3));
 }
 
@@ -407,7 +407,7 @@ fn providers_file_absent_or_directory_missing() {
         registry.is_ready(),
         "a failed first attempt still finishes the first load"
     );
-    assert!(matches!(registry.watch(), Err(RegistryError::Watch(_))));
+    assert!(matches!(registry.watch(), Err(RegistryError::Watch { .. })));
 
     // Without a providers directory the registry is ready at once and serves sockets only.
     let registry = ProviderRegistry::new(runtime(), RegistryConfig::default());

@@ -1,5 +1,6 @@
 //! Why a publish or unpublish failed. Each variant says which volume, class, provider or object it
-//! concerns; the gRPC surface maps variants to status codes in one place (`secrets-store-csi`).
+//! concerns; [`PublishError::class`](crate::ErrorClass) classifies it, and the gRPC surface maps
+//! the class to a status code in one place (`secrets-store-csi`).
 
 use std::path::PathBuf;
 

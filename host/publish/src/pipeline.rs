@@ -1,29 +1,32 @@
-//! NodePublishVolume and NodeUnpublishVolume, from the request to the files and the pod status:
-//! validate, find the class, call the provider, mount the tmpfs, write atomically, record.
+//! The [`Publisher`]: NodePublishVolume and NodeUnpublishVolume, from the request to the files and
+//! the pod status — validate, find the class, call the provider, mount the tmpfs, write
+//! atomically, record.
 //!
 //! One operation per volume at a time. A first mount that fails leaves nothing behind. A republish
-//! (kubelet calls publish again when the CSIDriver has `requiresRepublish`) refreshes the content at
-//! most once per rotation interval, and a failed refresh keeps the previous content and still
-//! answers OK, so kubelet never tears a working volume down.
+//! (kubelet calls publish again when the CSIDriver has `requiresRepublish`) is the job of
+//! [`rotation`]: it refreshes the content at most once per rotation interval, and a failed refresh
+//! keeps the previous content and still answers OK, so kubelet never tears a working volume down.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod rotation;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrets_store_contract::{File, MountResponse, ObjectVersion};
-use secrets_store_k8s::crd::SecretProviderClassObject;
 use secrets_store_k8s::crd::v1::SecretProviderClass;
-use secrets_store_k8s::{EventRecorder, EventType, MountStatus, PodStatusWriter, SpcCache};
+use secrets_store_k8s::{EventType, SpcCache};
 use secrets_store_providers::{ProviderHandle, ProviderRegistry};
 use secrets_store_runtime::CallContext;
-use secrets_store_sync::{SecretSync, SyncRequest};
-use secrets_store_writer::AtomicWriter;
+use secrets_store_writer::{AtomicWriter, WriteOutcome};
 
+use crate::cluster::Cluster;
 use crate::error::PublishError;
+use crate::metrics::{NoMetrics, PublishMetrics};
 use crate::mounts::{self, MountState};
 use crate::request::{self, mount_request};
 use crate::target;
+use crate::volume::{PublishRequest, VolumeContext, Volumes};
 
 /// Settings of the pipeline.
 #[derive(Clone, Debug)]
@@ -64,122 +67,12 @@ pub enum PublishOutcome {
     RefreshFailed { reason: String },
 }
 
-/// Receives what the pipeline does, for metrics. Every method has a no-op default.
-pub trait PublishMetrics: Send + Sync + 'static {
-    fn publish(&self, _provider: &str, _error_type: Option<&str>) {}
-    fn unpublish(&self, _error_type: Option<&str>) {}
-    fn rotation(
-        &self,
-        _provider: &str,
-        _rotated: bool,
-        _elapsed: Duration,
-        _error_type: Option<&str>,
-    ) {
-    }
-    fn secret_sync(&self, _provider: &str, _elapsed: Duration) {}
-}
-
-struct NoMetrics;
-impl PublishMetrics for NoMetrics {}
-
-/// The Kubernetes side the pipeline needs.
-pub struct Cluster {
-    pub classes: SpcCache,
-    pub pod_status: PodStatusWriter,
-    pub events: EventRecorder,
-    /// Kubernetes Secrets from `spec.secretObjects` (a no-op unless sync is enabled).
-    pub secrets: SecretSync,
-}
-
 pub struct Publisher {
     config: PublisherConfig,
     providers: Arc<ProviderRegistry>,
     cluster: Cluster,
     metrics: Arc<dyn PublishMetrics>,
-    busy: Mutex<HashSet<String>>,
-    volumes: Mutex<HashMap<String, VolumeState>>,
-}
-
-/// What the driver remembers about a mounted volume (in memory; after a restart, a republish
-/// rebuilds it).
-#[derive(Clone, Debug)]
-struct VolumeState {
-    versions: Vec<ObjectVersion>,
-    next_refresh: Instant,
-}
-
-/// The pod and class a volume belongs to, from its volume context.
-#[derive(Clone, Debug)]
-struct VolumeContext {
-    class: String,
-    pod_name: String,
-    pod_namespace: String,
-    pod_uid: String,
-}
-
-impl VolumeContext {
-    fn parse(context: &BTreeMap<String, String>) -> Result<Self, PublishError> {
-        let get = |key: &str| -> Result<String, PublishError> {
-            match context.get(key).map(|v| v.trim()) {
-                Some(v) if !v.is_empty() => Ok(v.to_string()),
-                _ => Err(PublishError::InvalidArgument(format!(
-                    "volume context is missing {key:?}"
-                ))),
-            }
-        };
-        Ok(VolumeContext {
-            class: get(request::SECRET_PROVIDER_CLASS)?,
-            pod_name: get(request::POD_NAME)?,
-            pod_namespace: get(request::POD_NAMESPACE)?,
-            pod_uid: context.get(request::POD_UID).cloned().unwrap_or_default(),
-        })
-    }
-
-    fn pod(&self) -> String {
-        format!("{}/{}", self.pod_namespace, self.pod_name)
-    }
-}
-
-/// A NodePublishVolume, after the gRPC layer's argument checks.
-#[derive(Clone, Default)]
-pub struct PublishRequest {
-    pub volume_id: String,
-    pub target_path: PathBuf,
-    pub readonly: bool,
-    pub volume_context: BTreeMap<String, String>,
-    /// The request's secrets: the nodePublishSecretRef data, and possibly the service-account tokens.
-    pub secrets: BTreeMap<String, String>,
-}
-
-// Secrets: Debug shows keys only.
-impl std::fmt::Debug for PublishRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublishRequest")
-            .field("volume_id", &self.volume_id)
-            .field("target_path", &self.target_path)
-            .field("readonly", &self.readonly)
-            .field(
-                "volume_context",
-                &self.volume_context.keys().collect::<Vec<_>>(),
-            )
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-/// Marks a volume busy for the lifetime of the guard.
-struct BusyGuard<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    volume_id: String,
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.volume_id);
-    }
+    volumes: Volumes,
 }
 
 impl Publisher {
@@ -193,8 +86,7 @@ impl Publisher {
             providers,
             cluster,
             metrics: Arc::new(NoMetrics),
-            busy: Mutex::new(HashSet::new()),
-            volumes: Mutex::new(HashMap::new()),
+            volumes: Volumes::default(),
         }
     }
 
@@ -215,17 +107,9 @@ impl Publisher {
         &self.cluster.classes
     }
 
-    fn claim(&self, volume_id: &str) -> Result<BusyGuard<'_>, PublishError> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if !busy.insert(volume_id.to_string()) {
-            return Err(PublishError::Busy {
-                volume_id: volume_id.to_string(),
-            });
-        }
-        Ok(BusyGuard {
-            set: &self.busy,
-            volume_id: volume_id.to_string(),
-        })
+    /// Volumes this process knows as mounted.
+    pub fn known_volumes(&self) -> usize {
+        self.volumes.len()
     }
 
     fn pods_dir(&self) -> PathBuf {
@@ -238,24 +122,22 @@ impl Publisher {
                 "the volume must be mounted read-only (readOnly: true)".into(),
             ));
         }
-        let _busy = self.claim(&request.volume_id)?;
+        let _busy = self.volumes.claim(&request.volume_id)?;
         let context = VolumeContext::parse(&request.volume_context)?;
         let target = request.target_path.clone();
         target::check(&target, &self.pods_dir())?;
 
-        match mounts::state(&target).map_err(|source| PublishError::Mount {
+        let mount_error = |source| PublishError::Mount {
             target: target.clone(),
             source,
-        })? {
+        };
+        match mounts::state(&target).map_err(mount_error)? {
             MountState::Ours { healthy: true } => {
                 return Ok(self.republish(&request, &context).await);
             }
             MountState::Ours { healthy: false } => {
                 tracing::warn!(target = %target.display(), "volume mount is unreadable; mounting it again");
-                mounts::unmount(&target).map_err(|source| PublishError::Mount {
-                    target: target.clone(),
-                    source,
-                })?;
+                mounts::unmount(&target).map_err(mount_error)?;
             }
             MountState::Foreign(fstype) => {
                 return Err(PublishError::ForeignMount { target, fstype });
@@ -264,11 +146,11 @@ impl Publisher {
         }
 
         let mut provider_label = String::new();
-        let result = self
+        match self
             .first_mount(&request, &context, &mut provider_label)
-            .await;
-        match result {
-            Ok((_, files)) => {
+            .await
+        {
+            Ok(files) => {
                 self.metrics.publish(&provider_label, None);
                 Ok(PublishOutcome::Mounted { files })
             }
@@ -276,10 +158,8 @@ impl Publisher {
                 tracing::warn!(volume = %request.volume_id, pod = %context.pod(), class = %context.class,
                     reason = error.reason(), error = %error, "publish failed");
                 self.metrics.publish(&provider_label, Some(error.reason()));
-                self.cluster.events.record_pod(
-                    &context.pod_namespace,
-                    &context.pod_name,
-                    &context.pod_uid,
+                self.cluster.pod_event(
+                    &context,
                     EventType::Warning,
                     error.reason(),
                     &error.to_string(),
@@ -289,15 +169,16 @@ impl Publisher {
         }
     }
 
-    /// Returns the provider's name and the number of files.
+    /// Mount a volume that is not mounted yet; returns the number of files. `provider_label` is
+    /// set as soon as the provider is known, for the metrics of a failure.
     async fn first_mount(
         &self,
         request: &PublishRequest,
         context: &VolumeContext,
         provider_label: &mut String,
-    ) -> Result<(String, usize), PublishError> {
+    ) -> Result<usize, PublishError> {
         let target = &request.target_path;
-        let class = self.class(context).await?;
+        let class = self.cluster.class(context).await?;
         let provider = self.provider(context, &class)?;
         *provider_label = provider.name().to_string();
         let response = self
@@ -306,181 +187,71 @@ impl Publisher {
 
         // Mount and write only once the provider has answered: a provider failure leaves nothing to
         // clean up.
-        let created = ensure_dir(target).map_err(|source| PublishError::Mount {
-            target: target.clone(),
+        self.mount_and_write(target, context, &response).await?;
+
+        let next = Instant::now()
+            + self
+                .config
+                .rotation_interval
+                .map(jittered)
+                .unwrap_or_default();
+        self.volumes
+            .remember(&request.volume_id, response.object_versions.clone(), next);
+        // The pod status is written first: a pod without a controller owner makes it the Secrets'
+        // owner.
+        self.cluster
+            .sync_secrets(
+                &class,
+                context,
+                &response.files,
+                false,
+                provider.name(),
+                &*self.metrics,
+            )
+            .await;
+        tracing::info!(volume = %request.volume_id, pod = %context.pod(), class = %context.class, provider = provider.name(),
+            files = response.files.len(), "volume mounted");
+        Ok(response.files.len())
+    }
+
+    /// Mount the tmpfs, write the files and record the pod status; on any failure, undo the mount
+    /// (and the directory, if this created it).
+    async fn mount_and_write(
+        &self,
+        target: &Path,
+        context: &VolumeContext,
+        response: &MountResponse,
+    ) -> Result<(), PublishError> {
+        let mount_error = |source| PublishError::Mount {
+            target: target.to_path_buf(),
             source,
-        })?;
+        };
+        let created = ensure_dir(target).map_err(mount_error)?;
         if let Err(source) = mounts::mount_tmpfs(target, self.config.volume_size_bytes) {
             if created {
                 let _ = std::fs::remove_dir(target);
             }
-            return Err(PublishError::Mount {
-                target: target.clone(),
-                source,
-            });
+            return Err(mount_error(source));
         }
         let result = async {
-            let writer = AtomicWriter::open(target).map_err(|source| PublishError::Write {
-                target: target.clone(),
-                source: Box::new(source),
-            })?;
-            writer
-                .write(&response.files)
-                .map_err(|source| PublishError::Write {
-                    target: target.clone(),
-                    source: Box::new(source),
-                })?;
-            self.record_status(context, target, &response).await
+            write_files(target, &response.files)?;
+            self.cluster.record_status(context, target, response).await
         }
         .await;
-        if let Err(error) = result {
+        if result.is_err() {
             if let Err(e) = mounts::unmount(target) {
                 tracing::error!(target = %target.display(), error = %e, "could not unmount a failed volume");
             } else if created {
                 let _ = std::fs::remove_dir(target);
             }
-            return Err(error);
         }
-
-        self.remember(
-            &request.volume_id,
-            response.object_versions.clone(),
-            Instant::now(),
-        );
-        // The pod status is written first: a pod without a controller owner makes it the Secrets'
-        // owner.
-        self.sync_secrets(&class, context, &response.files, false, provider.name())
-            .await;
-        tracing::info!(volume = %request.volume_id, pod = %context.pod(), class = %context.class, provider = provider.name(),
-            files = response.files.len(), "volume mounted");
-        Ok((provider.name().to_string(), response.files.len()))
-    }
-
-    async fn republish(&self, request: &PublishRequest, context: &VolumeContext) -> PublishOutcome {
-        let rotation = self.config.rotation_interval;
-        let now = Instant::now();
-        let known = self
-            .volumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&request.volume_id)
-            .cloned();
-        let mut adopting = false;
-        let versions = match (known, rotation) {
-            (Some(_), None) => return PublishOutcome::AlreadyMounted,
-            (Some(state), Some(_)) if now < state.next_refresh => {
-                return PublishOutcome::AlreadyMounted;
-            }
-            (Some(state), Some(_)) => state.versions,
-            (None, _) => {
-                // Mounted by an earlier driver process. If it stopped between writing the files and
-                // the pod status, kubelet is retrying a publish that never finished: adopt the
-                // volume with a refresh now. Otherwise leave it, and with rotation schedule its first
-                // refresh at a random point of the interval, so a restart is not a wave of refreshes.
-                if self.status_recorded(context).await {
-                    let first = rotation
-                        .map(|interval| interval.mul_f64(rand::random::<f64>()))
-                        .unwrap_or_default();
-                    self.remember_until(&request.volume_id, Vec::new(), now + first);
-                    return PublishOutcome::AlreadyMounted;
-                }
-                tracing::info!(volume = %request.volume_id, pod = %context.pod(), class = %context.class,
-                    "adopting a mounted volume without a pod status (an earlier driver stopped mid-publish)");
-                adopting = true;
-                Vec::new()
-            }
-        };
-        let started = Instant::now();
-        let mut provider_name = String::new();
-        let result = async {
-            let class = self.class(context).await?;
-            let provider = self.provider(context, &class)?;
-            provider_name = provider.name().to_string();
-            // What this process last recorded in the pod status; empty for a volume mounted by an
-            // earlier process, whose status may lag its files (a crash between the two writes).
-            let recorded = versions.clone();
-            let response = self
-                .call(request, context, &class, &provider, versions)
-                .await?;
-            let target = &request.target_path;
-            let writer = AtomicWriter::open(target).map_err(|source| PublishError::Write {
-                target: target.clone(),
-                source: Box::new(source),
-            })?;
-            let outcome = writer
-                .write(&response.files)
-                .map_err(|source| PublishError::Write {
-                    target: target.clone(),
-                    source: Box::new(source),
-                })?;
-            if outcome.changed || adopting || response.object_versions != recorded {
-                self.record_status(context, target, &response).await?;
-            }
-            // Also when unchanged: the sync remembers what it wrote, so this costs no API call,
-            // and it repairs a Secret someone changed by hand.
-            self.sync_secrets(&class, context, &response.files, true, provider.name())
-                .await;
-            Ok::<_, PublishError>((outcome.changed, response.object_versions))
-        }
-        .await;
-        // Whatever happened, try again only after the next interval (with jitter, so volumes mounted
-        // together drift apart instead of refreshing in waves).
-        let next = Instant::now() + rotation.map(jittered).unwrap_or_default();
-        match result {
-            Ok((changed, versions)) => {
-                self.remember_until(&request.volume_id, versions, next);
-                self.metrics
-                    .rotation(&provider_name, changed, started.elapsed(), None);
-                if changed {
-                    self.cluster.events.record_pod(
-                        &context.pod_namespace,
-                        &context.pod_name,
-                        &context.pod_uid,
-                        EventType::Normal,
-                        "MountRotationComplete",
-                        &format!(
-                            "successfully rotated mounted contents for SecretProviderClass {}",
-                            context.class
-                        ),
-                    );
-                }
-                tracing::debug!(volume = %request.volume_id, changed, "volume refreshed");
-                PublishOutcome::Refreshed { changed }
-            }
-            Err(error) => {
-                self.bump_refresh(&request.volume_id, next);
-                self.metrics.rotation(
-                    &provider_name,
-                    false,
-                    started.elapsed(),
-                    Some(error.reason()),
-                );
-                let message = format!(
-                    "failed to rotate mounted contents, keeping the previous ones: {error}"
-                );
-                tracing::warn!(volume = %request.volume_id, pod = %context.pod(), "{message}");
-                self.cluster.events.record_pod(
-                    &context.pod_namespace,
-                    &context.pod_name,
-                    &context.pod_uid,
-                    EventType::Warning,
-                    "MountRotationFailed",
-                    &message,
-                );
-                PublishOutcome::RefreshFailed {
-                    reason: error.to_string(),
-                }
-            }
-        }
+        result
     }
 
     pub async fn unpublish(&self, volume_id: &str, target: &Path) -> Result<(), PublishError> {
-        let _busy = self.claim(volume_id)?;
+        let _busy = self.volumes.claim(volume_id)?;
         let result = self.remove_volume(target);
-        self.volumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(volume_id);
+        self.volumes.forget(volume_id);
         self.metrics
             .unpublish(result.as_ref().err().map(|e| e.reason()));
         if result.is_ok() {
@@ -512,40 +283,6 @@ impl Publisher {
             Ok(_) => std::fs::remove_dir_all(target).map_err(unmount_error),
             Err(e) => Err(unmount_error(e)),
         }
-    }
-
-    async fn class(
-        &self,
-        context: &VolumeContext,
-    ) -> Result<Arc<SecretProviderClass>, PublishError> {
-        let class = self
-            .cluster
-            .classes
-            .get_or_fetch(&context.pod_namespace, &context.class)
-            .await
-            .map_err(|e| match e {
-                secrets_store_k8s::Error::NotFound { .. } => PublishError::ClassNotFound {
-                    namespace: context.pod_namespace.clone(),
-                    name: context.class.clone(),
-                },
-                source => PublishError::Cluster {
-                    namespace: context.pod_namespace.clone(),
-                    class: context.class.clone(),
-                    source: Box::new(source),
-                },
-            })?;
-        let invalid = |reason: &str| PublishError::InvalidClass {
-            namespace: context.pod_namespace.clone(),
-            name: context.class.clone(),
-            reason: reason.to_string(),
-        };
-        if class.spec.provider.trim().is_empty() {
-            return Err(invalid("spec.provider is empty"));
-        }
-        if class.spec.parameters.is_empty() {
-            return Err(invalid("spec.parameters is empty"));
-        }
-        Ok(class)
     }
 
     fn provider(
@@ -596,130 +333,18 @@ impl Publisher {
                 source: Box::new(source),
             })
     }
+}
 
-    async fn sync_secrets(
-        &self,
-        class: &SecretProviderClass,
-        context: &VolumeContext,
-        files: &[File],
-        rotation: bool,
-        provider: &str,
-    ) {
-        if class.spec.secret_objects.is_empty() {
-            return;
-        }
-        let started = Instant::now();
-        let report = self
-            .cluster
-            .secrets
-            .sync(&SyncRequest {
-                class,
-                pod_namespace: &context.pod_namespace,
-                pod_name: &context.pod_name,
-                pod_uid: &context.pod_uid,
-                files,
-                rotation,
-            })
-            .await;
-        for _ in &report.written {
-            self.metrics.secret_sync(provider, started.elapsed());
-        }
-        if !report.failed.is_empty() {
-            tracing::warn!(pod = %context.pod(), class = %context.class, failed = report.failed.len(),
-                "some Secrets could not be synced; see the pod's events");
-        }
-    }
-
-    async fn record_status(
-        &self,
-        context: &VolumeContext,
-        target: &Path,
-        response: &MountResponse,
-    ) -> Result<(), PublishError> {
-        let status = MountStatus {
-            pod_namespace: context.pod_namespace.clone(),
-            pod_name: context.pod_name.clone(),
-            pod_uid: context.pod_uid.clone(),
-            class_name: context.class.clone(),
-            target_path: target.display().to_string(),
-            mounted: true,
-            objects: response
-                .object_versions
-                .iter()
-                .map(|v| SecretProviderClassObject {
-                    id: v.id.clone(),
-                    version: v.version.clone(),
-                })
-                .collect(),
-        };
-        self.cluster
-            .pod_status
-            .write(&status)
-            .await
-            .map(|_| ())
-            .map_err(|source| PublishError::Cluster {
-                namespace: context.pod_namespace.clone(),
-                class: context.class.clone(),
-                source: Box::new(source),
-            })
-    }
-
-    fn remember(&self, volume_id: &str, versions: Vec<ObjectVersion>, now: Instant) {
-        let next = now
-            + self
-                .config
-                .rotation_interval
-                .map(jittered)
-                .unwrap_or_default();
-        self.remember_until(volume_id, versions, next);
-    }
-
-    /// Whether the pod status of this volume is there; an API error counts as yes, so that an
-    /// unreachable API server does not turn a driver restart into a wave of provider calls.
-    async fn status_recorded(&self, context: &VolumeContext) -> bool {
-        match self
-            .cluster
-            .pod_status
-            .is_recorded(&context.pod_namespace, &context.pod_name, &context.class)
-            .await
-        {
-            Ok(recorded) => recorded,
-            Err(e) => {
-                tracing::warn!(pod = %context.pod(), class = %context.class, error = %e,
-                    "could not read the pod status of a volume mounted by an earlier driver; leaving it as it is");
-                true
-            }
-        }
-    }
-
-    fn remember_until(&self, volume_id: &str, versions: Vec<ObjectVersion>, next_refresh: Instant) {
-        self.volumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                volume_id.to_string(),
-                VolumeState {
-                    versions,
-                    next_refresh,
-                },
-            );
-    }
-
-    fn bump_refresh(&self, volume_id: &str, next_refresh: Instant) {
-        if let Some(state) = self
-            .volumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(volume_id)
-        {
-            state.next_refresh = next_refresh;
-        }
-    }
-
-    /// Volumes this process knows as mounted.
-    pub fn known_volumes(&self) -> usize {
-        self.volumes.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
+/// Write `files` into the volume at `target`, atomically.
+fn write_files(target: &Path, files: &[File]) -> Result<WriteOutcome, PublishError> {
+    let write_error = |source| PublishError::Write {
+        target: target.to_path_buf(),
+        source: Box::new(source),
+    };
+    AtomicWriter::open(target)
+        .map_err(write_error)?
+        .write(files)
+        .map_err(write_error)
 }
 
 /// The interval plus up to a quarter more: never sooner than the interval, and volumes mounted

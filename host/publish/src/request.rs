@@ -11,7 +11,7 @@ pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
 pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
 pub const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
 pub const SERVICE_ACCOUNT_NAME: &str = "csi.storage.k8s.io/serviceAccount.name";
-pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+pub use secrets_store_contract::SERVICE_ACCOUNT_TOKENS;
 pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
 
 /// Build the request: the class's parameters, then the volume context on top (it wins), then the

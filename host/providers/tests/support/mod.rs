@@ -141,6 +141,60 @@ pub fn registry_for(dir: &Path, legacy_dirs: Vec<PathBuf>) -> Arc<ProviderRegist
     )
 }
 
+/// Totals of what a registry reported to its observer, as the metrics would count them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    pub reloads: u64,
+    pub loads: u64,
+    pub policy_updates: u64,
+    pub reload_failures: u64,
+    /// Wasm providers loaded after the last reload.
+    pub loaded: usize,
+}
+
+/// A registry observer that keeps [`RegistryStats`].
+#[derive(Default)]
+pub struct Totals(Mutex<RegistryStats>);
+
+impl Totals {
+    pub fn stats(&self) -> RegistryStats {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl secrets_store_providers::RegistryObserver for Totals {
+    fn module_loaded(&self, _provider: &str) {
+        self.0.lock().unwrap().loads += 1;
+    }
+    fn policy_updated(&self, _provider: &str) {
+        self.0.lock().unwrap().policy_updates += 1;
+    }
+    fn reload_finished(&self, report: &secrets_store_providers::ReloadReport, loaded: usize) {
+        let mut stats = self.0.lock().unwrap();
+        stats.reloads += 1;
+        stats.reload_failures += report.failed.len() as u64;
+        stats.loaded = loaded;
+    }
+}
+
+/// [`registry_for`], with the totals of what it reports.
+pub fn counted_registry_for(
+    dir: &Path,
+    legacy_dirs: Vec<PathBuf>,
+) -> (Arc<ProviderRegistry>, Arc<Totals>) {
+    let totals = Arc::new(Totals::default());
+    let registry = ProviderRegistry::with_observer(
+        runtime(),
+        RegistryConfig {
+            providers_dir: Some(dir.to_path_buf()),
+            legacy_dirs,
+            ..Default::default()
+        },
+        totals.clone(),
+    );
+    (registry, totals)
+}
+
 /// Wait, on generation changes only, until `condition` holds. Fails after a generous bound.
 pub async fn wait_until(
     registry: &ProviderRegistry,
