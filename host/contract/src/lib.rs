@@ -2,7 +2,16 @@
 //!
 //! The same model describes a mount whether the provider is a wasm component (see
 //! `wit/provider.wit`) or a legacy gRPC daemon (`v1alpha1.CSIDriverProvider`), so the publish
-//! pipeline, the writer and the gRPC surfaces all speak it.
+//! pipeline, the writer and the gRPC surfaces all speak it. [`validate_payload`] is the contract's
+//! rule for what a payload may contain (kubelet's file-name rules); every consumer of a provider's
+//! answer applies this one definition.
+
+mod path;
+
+pub use path::{
+    MAX_ELEMENT_LEN, MAX_MODE, MAX_PATH_LEN, PathError, shown as shown_path, validate_path,
+    validate_payload,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;

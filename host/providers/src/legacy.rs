@@ -327,7 +327,8 @@ impl LegacyProvider {
                 })
             })
             .collect::<Result<Vec<_>, ProviderCallError>>()?;
-        secrets_store_writer::validate_payload(&files).map_err(|e| self.invalid(e.to_string()))?;
+        secrets_store_contract::validate_payload(&files)
+            .map_err(|e| self.invalid(e.to_string()))?;
         Ok(MountResponse {
             files,
             object_versions: reply

@@ -241,7 +241,7 @@ impl Provider {
                 actual: total,
             });
         }
-        secrets_store_writer::validate_payload(&response.files).map_err(|e| {
+        secrets_store_contract::validate_payload(&response.files).map_err(|e| {
             CallError::InvalidOutput {
                 provider,
                 reason: e.to_string(),

@@ -27,8 +27,8 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use secrets_store_contract::File;
 
-use crate::path::{PathError, shown, validate_payload};
 use crate::tsdir;
+use secrets_store_contract::{PathError, shown_path as shown, validate_payload};
 
 /// The symlink that names the live payload directory.
 pub const DATA_DIR_NAME: &str = "..data";
