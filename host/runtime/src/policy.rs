@@ -46,7 +46,7 @@ pub enum PolicyError {
         value: String,
     },
     #[error("policy document: {0}")]
-    Parse(String),
+    Parse(#[source] serde_norway::Error),
 }
 
 /// The policy of one provider, in the form operators write it (YAML or JSON, camelCase keys).
@@ -141,8 +141,7 @@ impl Default for Policy {
 impl Policy {
     /// Parse a YAML or JSON policy document.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let spec: PolicySpec =
-            serde_yaml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let spec: PolicySpec = serde_norway::from_str(text).map_err(PolicyError::Parse)?;
         Policy::from_spec(&spec)
     }
 
