@@ -120,8 +120,9 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// A failure the provider itself reported.
+/// A failure the provider itself reported: `object (kind): message`, or `kind: message`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", subject(.object.as_deref(), .kind))]
 pub struct ProviderError {
     pub kind: ErrorKind,
     /// The object concerned, e.g. `secret/db-password`.
@@ -129,11 +130,9 @@ pub struct ProviderError {
     pub message: String,
 }
 
-impl fmt::Display for ProviderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.object {
-            Some(object) => write!(f, "{} ({}): {}", object, self.kind, self.message),
-            None => write!(f, "{}: {}", self.kind, self.message),
-        }
+fn subject(object: Option<&str>, kind: &ErrorKind) -> String {
+    match object {
+        Some(object) => format!("{object} ({kind})"),
+        None => kind.to_string(),
     }
 }
