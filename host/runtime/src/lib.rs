@@ -32,6 +32,7 @@
 //! | `convert` | contract ⇄ WIT types; cleaning guest-chosen text |
 //! | `engine` | the wasmtime engine, pooling allocator, epoch ticker, linker, instance slots, compilation |
 //! | `artifacts` | the on-disk cache of compiled components |
+//! | `error` | [`LoadError`], [`CallError`] |
 //! | `store` | per-instance state; host side of `log`, `cache`, `host-files`; the memory limiter |
 //! | `net` | outbound HTTP: `config`, `connect`, `exchange`, `gate`, `coalesce`, `outbound`, `hooks` |
 //! | `call` | what one call's parts share: budget, concurrency, denials, redactor |
@@ -40,7 +41,6 @@
 //! | [`policy`] | a provider's policy: allowed hosts, private networks, limits |
 //! | [`redact`] | removing credentials from text |
 //! | `observer` | [`Observer`]: the hooks the driver's metrics use |
-//! | `error` | [`LoadError`], [`CallError`] |
 //! | `bindings` | generated host bindings of the world |
 
 mod artifacts;
