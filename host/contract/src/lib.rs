@@ -2,7 +2,16 @@
 //!
 //! The same model describes a mount whether the provider is a wasm component (see
 //! `wit/provider.wit`) or a legacy gRPC daemon (`v1alpha1.CSIDriverProvider`), so the publish
-//! pipeline, the writer and the gRPC surfaces all speak it.
+//! pipeline, the writer and the gRPC surfaces all speak it. [`validate_payload`] is the contract's
+//! rule for what a payload may contain (kubelet's file-name rules); every consumer of a provider's
+//! answer applies this one definition.
+
+mod path;
+
+pub use path::{
+    MAX_ELEMENT_LEN, MAX_MODE, MAX_PATH_LEN, PathError, shown as shown_path, validate_path,
+    validate_payload,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -111,8 +120,9 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// A failure the provider itself reported.
+/// A failure the provider itself reported: `object (kind): message`, or `kind: message`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", subject(.object.as_deref(), .kind))]
 pub struct ProviderError {
     pub kind: ErrorKind,
     /// The object concerned, e.g. `secret/db-password`.
@@ -120,11 +130,9 @@ pub struct ProviderError {
     pub message: String,
 }
 
-impl fmt::Display for ProviderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.object {
-            Some(object) => write!(f, "{} ({}): {}", object, self.kind, self.message),
-            None => write!(f, "{}: {}", self.kind, self.message),
-        }
+fn subject(object: Option<&str>, kind: &ErrorKind) -> String {
+    match object {
+        Some(object) => format!("{object} ({kind})"),
+        None => kind.to_string(),
     }
 }

@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use secrets_store_contract::{File, MountRequest, MountResponse, ObjectVersion};
 use secrets_store_proto::provider::v1alpha1 as wire;
 use secrets_store_runtime::redact::Redactor;
@@ -41,7 +42,7 @@ impl ChannelPool {
     /// The channel for `socket`, created on first use. The channel connects lazily and reconnects
     /// by itself (a restarted provider daemon gets a fresh connection on the next call).
     fn get(&self, socket: &Path) -> Channel {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.channels.lock();
         if let Some(channel) = channels.get(socket) {
             return channel.clone();
         }
@@ -65,21 +66,10 @@ impl ChannelPool {
 
 /// Marks a failure to connect to the socket, so that it can be told apart from an `UNAVAILABLE`
 /// the provider itself answered.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("connecting to the socket: {source}")]
 struct SocketConnectError {
     source: std::io::Error,
-}
-
-impl fmt::Display for SocketConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connecting to the socket: {}", self.source)
-    }
-}
-
-impl std::error::Error for SocketConnectError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
 }
 
 /// A provider daemon reached over `<dir>/<name>.sock`. Cheap to clone.
@@ -327,7 +317,8 @@ impl LegacyProvider {
                 })
             })
             .collect::<Result<Vec<_>, ProviderCallError>>()?;
-        secrets_store_writer::validate_payload(&files).map_err(|e| self.invalid(e.to_string()))?;
+        secrets_store_contract::validate_payload(&files)
+            .map_err(|e| self.invalid(e.to_string()))?;
         Ok(MountResponse {
             files,
             object_versions: reply
@@ -349,20 +340,7 @@ fn backoff(attempt: u32) -> Duration {
     let full = INITIAL_BACKOFF
         .mul_f64(BACKOFF_MULTIPLIER.powi(exponent))
         .min(MAX_BACKOFF);
-    full / 2 + (full / 2).mul_f64(jitter())
-}
-
-/// A number in [0, 1) from std's randomly keyed hasher; good enough to spread retries.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    full / 2 + (full / 2).mul_f64(rand::random::<f64>())
 }
 
 fn find_source<'a, E: std::error::Error + 'static>(

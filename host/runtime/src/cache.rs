@@ -1,8 +1,9 @@
 //! The `cache` interface's store: one per provider, kept across mounts, bounded in entries and bytes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::policy::Policy;
 
@@ -43,7 +44,7 @@ impl ProviderCache {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let now = Instant::now();
         match entries.map.get(key) {
             Some(entry) if entry.expires > now => Some(entry.value.clone()),
@@ -64,7 +65,7 @@ impl ProviderCache {
         {
             return false;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         entries.remove(key);
         let now = Instant::now();
         let expired: Vec<String> = entries
@@ -102,15 +103,12 @@ impl ProviderCache {
     }
 
     pub(crate) fn remove(&self, key: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.entries.lock().remove(key);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.lock().expect("cache lock").map.len()
+        self.entries.lock().map.len()
     }
 }
 

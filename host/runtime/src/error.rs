@@ -9,7 +9,7 @@ use secrets_store_contract::ProviderError;
 /// Loading a provider module failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("reading provider module {path}: {source}")]
+    #[error("reading provider module {}: {source}", .path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -25,8 +25,25 @@ pub enum LoadError {
         provider: String,
         source: crate::policy::PolicyError,
     },
+    /// The wasmtime engine could not be set up (its error, formatted with its causes).
     #[error("runtime setup: {0}")]
     Engine(String),
+    #[error("runtime setup: artifact cache {}: {what}: {source}", .dir.display())]
+    ArtifactCache {
+        dir: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "runtime setup: artifact cache {} must be owned by the driver's user and not writable by group or others",
+        .dir.display()
+    )]
+    ArtifactCacheUnsafe { dir: PathBuf },
+    #[error("runtime setup: starting the epoch thread: {0}")]
+    EpochThread(#[source] std::io::Error),
+    #[error("runtime setup: {0}")]
+    Network(#[source] crate::net::NetError),
 }
 
 /// A call into a provider failed.

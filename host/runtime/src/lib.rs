@@ -19,9 +19,35 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Module map
+//!
+//! One capability per module; each depends only on modules further down this list, so there are
+//! no cycles between files:
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `runtime` | [`Runtime`]: builds the engine and the network once, loads modules into providers |
+//! | `provider` | [`Provider`]: one call's frame (slot, store, deadline), failure classification, output check |
+//! | `convert` | contract ⇄ WIT types; cleaning guest-chosen text |
+//! | `engine` | the wasmtime engine, pooling allocator, epoch ticker, linker, instance slots, compilation |
+//! | `artifacts` | the on-disk cache of compiled components |
+//! | `error` | [`LoadError`], [`CallError`] |
+//! | `store` | per-instance state; host side of `log`, `cache`, `host-files`; the memory limiter |
+//! | `net` | outbound HTTP: `config`, `connect`, `exchange`, `gate`, `coalesce`, `outbound`, `hooks` |
+//! | `call` | what one call's parts share: budget, concurrency, denials, redactor |
+//! | `cache` | the provider's `cache` interface store |
+//! | `stdio` | bounded capture of guest stdout/stderr |
+//! | [`policy`] | a provider's policy: allowed hosts, private networks, limits |
+//! | [`redact`] | removing credentials from text |
+//! | `observer` | [`Observer`]: the hooks the driver's metrics use |
+//! | `bindings` | generated host bindings of the world |
 
+mod artifacts;
 mod bindings;
 mod cache;
+mod call;
+mod convert;
 mod engine;
 mod error;
 mod net;
@@ -29,12 +55,14 @@ mod observer;
 pub mod policy;
 mod provider;
 pub mod redact;
+mod runtime;
 mod stdio;
+mod store;
 
-pub use engine::{Runtime, RuntimeConfig};
 pub use error::{CallError, LoadError};
 pub use net::{NetError, NetworkConfig, ResolveOverride};
 pub use observer::{NoopObserver, Observer};
 pub use policy::{Policy, PolicyError, PolicySpec};
 pub use provider::{CallContext, Provider, ProviderInfo};
+pub use runtime::{Runtime, RuntimeConfig};
 pub use secrets_store_contract as contract;

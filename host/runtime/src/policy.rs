@@ -46,7 +46,7 @@ pub enum PolicyError {
         value: String,
     },
     #[error("policy document: {0}")]
-    Parse(String),
+    Parse(#[source] serde_norway::Error),
 }
 
 /// The policy of one provider, in the form operators write it (YAML or JSON, camelCase keys).
@@ -141,8 +141,7 @@ impl Default for Policy {
 impl Policy {
     /// Parse a YAML or JSON policy document.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let spec: PolicySpec =
-            serde_yaml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let spec: PolicySpec = serde_norway::from_str(text).map_err(PolicyError::Parse)?;
         Policy::from_spec(&spec)
     }
 
@@ -161,51 +160,7 @@ impl Policy {
                     .map_err(|_| PolicyError::BadNetwork { entry: n.clone() })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let range = |field, ok: bool, rule, value: String| {
-            if ok {
-                Ok(())
-            } else {
-                Err(PolicyError::OutOfRange { field, rule, value })
-            }
-        };
-        range(
-            "memoryLimitMiB",
-            (1..=4096).contains(&spec.memory_limit_mib),
-            "between 1 and 4096",
-            spec.memory_limit_mib.to_string(),
-        )?;
-        range(
-            "timeoutSeconds",
-            (1..=600).contains(&spec.timeout_seconds),
-            "between 1 and 600",
-            spec.timeout_seconds.to_string(),
-        )?;
-        range(
-            "maxConcurrentRequests",
-            spec.max_concurrent_requests >= 1,
-            "at least 1",
-            spec.max_concurrent_requests.to_string(),
-        )?;
-        range(
-            "maxFiles",
-            spec.max_files >= 1,
-            "at least 1",
-            spec.max_files.to_string(),
-        )?;
-        range(
-            "rateLimitPerHost",
-            spec.rate_limit_per_host.is_finite() && spec.rate_limit_per_host >= 0.0,
-            "a non-negative number",
-            spec.rate_limit_per_host.to_string(),
-        )?;
-        for path in &spec.host_files {
-            range(
-                "hostFiles",
-                path.is_absolute(),
-                "absolute paths",
-                path.display().to_string(),
-            )?;
-        }
+        check_ranges(spec)?;
         let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         Ok(Policy {
             allowed_hosts,
@@ -246,6 +201,56 @@ impl Policy {
                 .allowing(target)
                 .is_some_and(|p| matches!(p.host, HostMatch::Exact(_)))
     }
+}
+
+/// The numeric and path fields of a spec, each within its documented range.
+fn check_ranges(spec: &PolicySpec) -> Result<(), PolicyError> {
+    let range = |field, ok: bool, rule, value: String| {
+        if ok {
+            Ok(())
+        } else {
+            Err(PolicyError::OutOfRange { field, rule, value })
+        }
+    };
+    range(
+        "memoryLimitMiB",
+        (1..=4096).contains(&spec.memory_limit_mib),
+        "between 1 and 4096",
+        spec.memory_limit_mib.to_string(),
+    )?;
+    range(
+        "timeoutSeconds",
+        (1..=600).contains(&spec.timeout_seconds),
+        "between 1 and 600",
+        spec.timeout_seconds.to_string(),
+    )?;
+    range(
+        "maxConcurrentRequests",
+        spec.max_concurrent_requests >= 1,
+        "at least 1",
+        spec.max_concurrent_requests.to_string(),
+    )?;
+    range(
+        "maxFiles",
+        spec.max_files >= 1,
+        "at least 1",
+        spec.max_files.to_string(),
+    )?;
+    range(
+        "rateLimitPerHost",
+        spec.rate_limit_per_host.is_finite() && spec.rate_limit_per_host >= 0.0,
+        "a non-negative number",
+        spec.rate_limit_per_host.to_string(),
+    )?;
+    for path in &spec.host_files {
+        range(
+            "hostFiles",
+            path.is_absolute(),
+            "absolute paths",
+            path.display().to_string(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Where a request goes.

@@ -4,11 +4,11 @@
 //! service-account tokens, attributes that look like credentials), every credential the provider
 //! sent in an `Authorization` header, and it recognises JWT-shaped strings.
 
-use std::sync::Mutex;
-
+use parking_lot::Mutex;
 use secrets_store_contract::MountRequest;
 
-pub const REDACTED: &str = "[REDACTED]";
+/// The contract's redaction marker (one definition for the whole driver).
+pub use secrets_store_contract::REDACTED;
 
 /// Log filter directives a driver must apply whatever verbosity the operator asks for: at debug and
 /// trace these libraries log call arguments, guest output and HTTP headers, which carry secrets.
@@ -76,7 +76,7 @@ impl Redactor {
     pub fn add(&self, value: &str) {
         let value = value.trim();
         if value.len() >= MIN_SECRET_LEN {
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let mut known = self.known.lock();
             if !known.iter().any(|k| k == value) {
                 known.push(value.to_string());
                 // Longest first, so a value containing another is removed whole.
@@ -95,7 +95,7 @@ impl Redactor {
 
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for value in self.known.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for value in self.known.lock().iter() {
             if out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), REDACTED);
             }
@@ -156,7 +156,7 @@ mod tests {
             .insert("clientsecret".into(), "s3cr3t-value".into());
         request.secrets.insert("short".into(), "ab".into());
         request.attributes.insert(
-            "csi.storage.k8s.io/serviceAccount.tokens".into(),
+            secrets_store_contract::SERVICE_ACCOUNT_TOKENS.into(),
             r#"{"api://AzureADTokenExchange":{"token":"sa-token-123456","expirationTimestamp":"x"}}"#.into(),
         );
         request

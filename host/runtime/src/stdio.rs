@@ -3,9 +3,10 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -19,7 +20,7 @@ pub(crate) struct CapturedOutput {
 impl CapturedOutput {
     /// What was written, and whether more was dropped.
     pub(crate) fn take(&self) -> (String, bool) {
-        let mut guard = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.buffer.lock();
         let (bytes, truncated) = std::mem::take(&mut *guard);
         (String::from_utf8_lossy(&bytes).into_owned(), truncated)
     }
@@ -43,7 +44,7 @@ impl AsyncWrite for CapturedOutput {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut guard = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.buffer.lock();
         let room = CAPTURE_LIMIT.saturating_sub(guard.0.len());
         guard.0.extend_from_slice(&buf[..buf.len().min(room)]);
         if buf.len() > room {

@@ -4,7 +4,8 @@
 //!
 //! * [`validate_path`] / [`validate_payload`]: the file-name rules kubelet applies to projected
 //!   volumes (the class of bug behind CVE-2020-8567, where an object alias such as `../../x`
-//!   escaped the mount). Every payload is checked as a whole before a single byte is written.
+//!   escaped the mount). They are the contract's rule (defined in `secrets-store-contract`,
+//!   re-exported here); every payload is checked as a whole before a single byte is written.
 //! * [`AtomicWriter`]: writes a payload into a fresh hidden timestamped directory, then swaps the
 //!   `..data` symlink to it in one `rename(2)`. Visible names are symlinks through `..data`, so a
 //!   reader that opens `name` gets the old or the new file, never a torn one. All file-system
@@ -20,11 +21,11 @@
 //! alias -> ..data/alias
 //! ```
 
-mod path;
 mod tsdir;
 mod writer;
 
-pub use path::{
+// The payload rule is the contract's; re-exported for the writer's callers.
+pub use secrets_store_contract::{
     MAX_ELEMENT_LEN, MAX_MODE, MAX_PATH_LEN, PathError, validate_path, validate_payload,
 };
 pub use writer::{AtomicWriter, DATA_DIR_NAME, WriteError, WriteOutcome};

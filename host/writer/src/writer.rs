@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt, OpenOptionsMaybeDirExt};
 use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, OpenOptions, OpenOptionsExt, PermissionsExt};
+use parking_lot::{Mutex, MutexGuard};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use secrets_store_contract::File;
+use secrets_store_contract::{File, PathError, shown_path as shown, validate_payload};
 
-use crate::path::{PathError, shown, validate_payload};
 use crate::tsdir;
 
 /// The symlink that names the live payload directory.
@@ -73,6 +73,7 @@ pub enum WriteError {
         op: &'static str,
         /// The entry concerned, relative to the target.
         path: String,
+        #[source]
         error: io::Error,
     },
     /// Something in the target is not what the writer leaves there (only [`AtomicWriter::read_payload`]
@@ -104,7 +105,7 @@ static TARGET_LOCKS: Mutex<LockMap> = Mutex::new(BTreeMap::new());
 type LockMap = BTreeMap<(u64, u64), Weak<Mutex<()>>>;
 
 fn lock_for(device: u64, inode: u64) -> Arc<Mutex<()>> {
-    let mut locks = TARGET_LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut locks = TARGET_LOCKS.lock();
     locks.retain(|_, lock| lock.strong_count() > 0);
     if let Some(lock) = locks.get(&(device, inode)).and_then(Weak::upgrade) {
         return lock;
@@ -258,7 +259,7 @@ impl AtomicWriter {
     /// Serialises operations on this target (a panic in an earlier holder leaves nothing to
     /// distrust: every operation re-reads the directory's state).
     fn lock(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock.lock()
     }
 
     /// Maps an I/O error to a [`WriteError::Io`] naming the operation and the entry.

@@ -2,13 +2,14 @@
 //!
 //! These are kubelet's rules for projected volumes (`validatePath` in its AtomicWriter), the fix
 //! for the class of bug behind CVE-2020-8567. Everything is checked on the string alone, before
-//! the file system is touched, so the same functions serve other crates (the gRPC provider
-//! surface, secret sync) that want to reject a bad object alias early.
+//! the file system is touched. The rule is part of the contract, so there is one definition: the
+//! writer applies it before writing, the wasm runtime and the legacy gRPC client to what a
+//! provider returns, secret sync to an object alias.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use secrets_store_contract::File;
+use crate::File;
 
 /// Longest accepted path in bytes (Linux `PATH_MAX`).
 pub const MAX_PATH_LEN: usize = 4096;
@@ -170,7 +171,7 @@ pub fn validate_payload(files: &[File]) -> Result<(), PathError> {
 
 /// How a payload path appears in messages: quoted, control characters escaped (a path is
 /// provider-controlled and must not forge log lines), long ones cut.
-pub(crate) fn shown(path: &str) -> String {
+pub fn shown(path: &str) -> String {
     const MAX_CHARS: usize = 128;
     let mut out = String::with_capacity(path.len().min(MAX_CHARS) + 2);
     out.push('"');
