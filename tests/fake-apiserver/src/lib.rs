@@ -36,7 +36,9 @@ mod store;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use kube::Resource;
@@ -308,15 +310,12 @@ fn to_json<K: Serialize>(object: &K) -> Result<Value, StoreError> {
 
 impl Handle {
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not hide the store from the others.
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+        // parking_lot: a panicking test thread does not poison the store for the others.
+        self.shared.state.lock()
     }
 
     fn control(&self) -> MutexGuard<'_, Control> {
-        self.shared
-            .control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.control.lock()
     }
 
     /// Address the server listens on.

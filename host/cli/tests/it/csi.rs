@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod driver;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use driver::hold::HoldServer;
-use driver::{Driver, NODE, Setup};
+use crate::driver::hold::HoldServer;
+use crate::driver::{Driver, NODE, Setup};
 use secrets_store_artifacts as guests;
 use secrets_store_proto::csi::v1 as csi;
 use tonic::Code;
@@ -578,11 +576,7 @@ async fn a_legacy_grpc_provider_is_reached_through_its_socket() {
     request.secrets.insert("clientid".into(), "abc".into());
     node.node_publish_volume(request).await.unwrap();
     assert_eq!(read(&target, "from-legacy"), "legacy bytes");
-    let received = seen
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the provider was called");
+    let received = seen.lock().clone().expect("the provider was called");
     assert_eq!(
         received.permission, "420",
         "permission as upstream sends it"
@@ -603,7 +597,7 @@ async fn the_provider_subcommand_serves_the_upstream_api() {
     use secrets_store_proto::provider::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("echo.sock");
-    let mut child = std::process::Command::new(driver::BINARY)
+    let mut child = std::process::Command::new(crate::driver::BINARY)
         .args([
             "provider",
             &format!("--endpoint=unix://{}", socket.display()),
@@ -612,7 +606,7 @@ async fn the_provider_subcommand_serves_the_upstream_api() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let channel = driver::unix_channel_when_ready(&socket).await;
+    let channel = crate::driver::unix_channel_when_ready(&socket).await;
     let mut client = CsiDriverProviderClient::new(channel);
     let version = client
         .version(api::VersionRequest {
@@ -780,7 +774,9 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 /// A minimal upstream-style provider daemon on a unix socket.
 mod legacy {
     use std::path::Path;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
 
     use secrets_store_proto::provider::v1alpha1 as api;
     use secrets_store_proto::provider::v1alpha1::csi_driver_provider_server::{
@@ -808,7 +804,7 @@ mod legacy {
             &self,
             request: Request<api::MountRequest>,
         ) -> Result<Response<api::MountResponse>, Status> {
-            *self.0.lock().unwrap() = Some(request.into_inner());
+            *self.0.lock() = Some(request.into_inner());
             Ok(Response::new(api::MountResponse {
                 object_version: vec![api::ObjectVersion {
                     id: "secret/x".into(),

@@ -13,16 +13,16 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod driver;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::driver::{Driver, Setup};
 use base64::Engine as _;
-use driver::{Driver, Setup};
 use keyvault_emulator::{
     Config, Emulator, Fault, FaultPlan, FaultRule, FaultScope, RunningEmulator, VaultSpec,
 };
@@ -585,7 +585,7 @@ async fn store_faults_never_leave_a_mixed_or_stale_volume() {
                                 let files = settled_files(&volume.target);
                                 let got = payload_generation(&files, &volume.expected)
                                     .unwrap_or_else(|e| panic!("{}: {e}", volume.target.display()));
-                                let mut tally = tally.lock().unwrap();
+                                let mut tally = tally.lock();
                                 if first {
                                     assert_eq!(got, now, "a first mount holds the store's values");
                                     tally.publishes += 1;
@@ -619,7 +619,7 @@ async fn store_faults_never_leave_a_mixed_or_stale_volume() {
                                     MountState::None
                                 );
                                 let code = format!("{:?}", status.code());
-                                let mut tally = tally.lock().unwrap();
+                                let mut tally = tally.lock();
                                 *tally.failures.entry(code.clone()).or_default() += 1;
                                 tally
                                     .samples
@@ -636,7 +636,7 @@ async fn store_faults_never_leave_a_mixed_or_stale_volume() {
                         .unwrap_or_else(|s| panic!("unpublish failed: {s:?}"));
                         assert!(!volume.target.exists(), "unpublish removes the target");
                         state.mounted = false;
-                        tally.lock().unwrap().unpublishes += 1;
+                        tally.lock().unpublishes += 1;
                     }
                     drop(store_generation);
                     drop(state);
@@ -685,7 +685,7 @@ async fn store_faults_never_leave_a_mixed_or_stale_volume() {
     }
     assert!(driver.our_mounts().is_empty(), "no tmpfs left");
 
-    let tally = tally.lock().unwrap();
+    let tally = tally.lock();
     let calls = (FAULT_WORKERS * CALLS_PER_WORKER) as u64;
     println!(
         "store faults: {calls} calls by {FAULT_WORKERS} workers over {FAULT_VOLUMES} volumes in {elapsed:.1?}, \
@@ -1211,7 +1211,7 @@ async fn hostile_input_is_refused_with_a_clear_error_and_nothing_written() {
             .await;
     }
     assert!(
-        driver::readyz(driver.metrics).await,
+        crate::driver::readyz(driver.metrics).await,
         "the driver stays ready"
     );
 
@@ -1403,7 +1403,7 @@ async fn no_secret_reaches_logs_events_statuses_or_errors() {
         OIDC_ISSUER,
         "system:serviceaccount:default:default",
     );
-    let key_pem = include_str!("../../../tests/integration/tests/fixtures/p256-key.pem");
+    let key_pem = include_str!("../../../../tests/integration/tests/fixtures/p256-key.pem");
     let tls_bundle = format!("{key_pem}{}", emulator.ca_pem());
     let mut known: Vec<String> = vec![
         APP_SECRET.into(),

@@ -42,7 +42,7 @@ fn committed_crds_parse_as_custom_resource_definitions() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     for (name, yaml) in secrets_store_k8s::crd::crd_files().unwrap() {
         let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
+            serde_norway::from_str(&yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(crd.spec.group, "secrets-store.csi.x-k8s.io");
     }
 }

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -25,6 +24,7 @@ use secrets_store_k8s::{
     EventRecorder, MANAGED_LABEL, MountStatus, PodStatusWriter, SecretSync, SpcCache, SyncReport,
     SyncRequest,
 };
+use secrets_store_test_support::openssl::{Ca, pem_blocks_only};
 use serde_json::json;
 
 const NS: &str = "team";
@@ -33,53 +33,9 @@ const CLASS: &str = "kv";
 // ---------------------------------------------------------------------------------------------
 // Fixtures: keys, certificates and PFX files made by the openssl CLI, and what the Secret must hold.
 
-const OPENSSL_CONFIG: &str = "[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[v3_leaf]
-basicConstraints = CA:FALSE
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-";
-
-/// Runs `openssl` with whitespace-separated `args` in `dir`; panics with its stderr on failure.
+/// `openssl` with whitespace-separated `args` in `dir`; panics with its stderr on failure.
 fn openssl(dir: &Path, args: &str) -> Vec<u8> {
-    let output = Command::new("openssl")
-        .args(args.split_whitespace())
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        output.status.success(),
-        "openssl {args} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
-/// The PEM blocks of openssl's text output, without the bag attribute lines it prints around them.
-fn pem_blocks_only(text: &[u8]) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in String::from_utf8(text.to_vec()).unwrap().lines() {
-        if line.starts_with("-----BEGIN ") {
-            inside = true;
-        }
-        if inside {
-            out.push_str(line);
-            out.push('\n');
-        }
-        if line.starts_with("-----END ") {
-            inside = false;
-        }
-    }
-    out
+    secrets_store_test_support::openssl::run_words(dir, args)
 }
 
 /// One TLS source object and the Secret values expected from it.
@@ -98,7 +54,6 @@ fn tls_cases() -> &'static [TlsCase] {
 fn build_tls_cases() -> Vec<TlsCase> {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("ca.cnf"), OPENSSL_CONFIG).unwrap();
     let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
 
     openssl(
@@ -107,21 +62,15 @@ fn build_tls_cases() -> Vec<TlsCase> {
     );
     openssl(
         d,
-        "req -x509 -new -config ca.cnf -extensions v3_ca -key root.key -subj /CN=test-root -days 2 -out root.pem",
-    );
-    openssl(
-        d,
         "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out int.key",
     );
-    openssl(
+    let ca = Ca::issue(
         d,
-        "req -new -config ca.cnf -key int.key -subj /CN=test-intermediate -out int.csr",
+        ("root.key", "test-root"),
+        ("int.key", "test-intermediate"),
+        2,
     );
-    openssl(
-        d,
-        "x509 -req -in int.csr -CA root.pem -CAkey root.key -set_serial 2 -days 2 -extfile ca.cnf -extensions v3_ca -out int.pem",
-    );
-    let (root, intermediate) = (read("root.pem"), read("int.pem"));
+    let (root, intermediate) = (ca.root_pem.clone(), ca.intermediate_pem.clone());
     // Root before intermediate: a PFX built with this chain holds leaf, root, intermediate, so the
     // bag order (upstream's) differs from a chain order.
     std::fs::write(d.join("chain.pem"), format!("{root}{intermediate}")).unwrap();
@@ -133,23 +82,11 @@ fn build_tls_cases() -> Vec<TlsCase> {
         ("p384", "-algorithm EC -pkeyopt ec_paramgen_curve:P-384"),
     ] {
         openssl(d, &format!("genpkey {keygen} -out {leaf}.key"));
-        openssl(
-            d,
-            &format!(
-                "req -new -config ca.cnf -key {leaf}.key -subj /CN={leaf}.example.com -out {leaf}.csr"
-            ),
-        );
-        openssl(
-            d,
-            &format!(
-                "x509 -req -in {leaf}.csr -CA int.pem -CAkey int.key -set_serial 3 -days 2 \
-                 -extfile ca.cnf -extensions v3_leaf -out {leaf}.pem"
-            ),
-        );
+        let crt = ca.leaf(&format!("{leaf}.key"), &format!("{leaf}.example.com"), 3, 2);
         // genpkey writes PKCS#8 ("PRIVATE KEY"), as the Azure provider does in its PEM output.
         let pkcs8 = read(&format!("{leaf}.key"));
         assert!(pkcs8.starts_with("-----BEGIN PRIVATE KEY-----"));
-        let cert = read(&format!("{leaf}.pem"));
+        let cert = read(&crt);
 
         // The expected tls.key: `openssl pkey -traditional` writes PKCS#1 for RSA, SEC1 for EC.
         // Go's MarshalECPrivateKey writes SEC1 with version 1, the scalar padded to the order's
@@ -223,7 +160,7 @@ fn build_tls_cases() -> Vec<TlsCase> {
             openssl(
                 d,
                 &format!(
-                    "pkcs12 -export -inkey {leaf}.key -in {leaf}.pem -certfile chain.pem \
+                    "pkcs12 -export -inkey {leaf}.key -in {crt} -certfile chain.pem \
                      -passout pass: {options} -out {pfx}"
                 ),
             );

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::{Buf, Bytes};
 use http_body_util::{BodyExt, Full};
@@ -16,7 +18,7 @@ use secrets_store_proto::provider::v1alpha1 as provider;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::{Channel, Endpoint, Server, Uri};
+use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -78,10 +80,7 @@ impl csi::node_server::Node for Node {
         &self,
         request: Request<csi::NodePublishVolumeRequest>,
     ) -> Reply<csi::NodePublishVolumeResponse> {
-        self.published
-            .lock()
-            .expect("lock")
-            .push(request.into_inner());
+        self.published.lock().push(request.into_inner());
         Ok(Response::new(csi::NodePublishVolumeResponse {}))
     }
 
@@ -176,7 +175,7 @@ impl provider::csi_driver_provider_server::CsiDriverProvider for Provider {
         &self,
         request: Request<provider::MountRequest>,
     ) -> Reply<provider::MountResponse> {
-        self.mounts.lock().expect("lock").push(request.into_inner());
+        self.mounts.lock().push(request.into_inner());
         Ok(Response::new(mount_response()))
     }
 }
@@ -314,7 +313,7 @@ async fn server_answers_at_the_spec_paths() {
         "empty response message"
     );
     {
-        let published = server.node.published.lock().expect("lock");
+        let published = server.node.published.lock();
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].volume_id, "v");
         assert_eq!(published[0].target_path, "/t");
@@ -337,7 +336,7 @@ async fn server_answers_at_the_spec_paths() {
         mount_response().encode_to_vec()
     );
     {
-        let mounts = server.provider.mounts.lock().expect("lock");
+        let mounts = server.provider.mounts.lock();
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].attributes, "{}");
         assert_eq!(mounts[0].current_object_version[0].id, "secret/a");
@@ -362,12 +361,7 @@ async fn server_answers_at_the_spec_paths() {
 }
 
 async fn unix_channel(socket: &Path) -> Channel {
-    let socket = socket.to_path_buf();
-    Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-        }))
+    secrets_store_test_support::uds::channel(socket)
         .await
         .expect("channel over unix socket")
 }
@@ -395,7 +389,7 @@ async fn generated_clients_reach_the_generated_servers() {
     node.node_publish_volume(request.clone())
         .await
         .expect("NodePublishVolume");
-    assert_eq!(*server.node.published.lock().expect("lock"), vec![request]);
+    assert_eq!(*server.node.published.lock(), vec![request]);
     let health = node
         .node_get_volume_health(csi::NodeGetVolumeHealthRequest::default())
         .await

@@ -3,18 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use secrets_store_artifacts as guests;
 use secrets_store_contract::{File, ObjectVersion};
 use secrets_store_providers::{
     GrpcCode, ProviderCallError, ProviderHandle, ProviderRegistry, RegistryConfig, RegistryError,
 };
 use secrets_store_runtime::CallContext;
-use support::*;
 use tonic::Status;
 
 const TARGET: &str = "/var/lib/kubelet/pods/uid/volumes/kubernetes.io~csi/vol/mount";
@@ -107,7 +105,7 @@ async fn mount_speaks_the_upstream_protocol() {
         }]
     );
 
-    let seen = daemon.provider.mounts.lock().unwrap().clone();
+    let seen = daemon.provider.mounts.lock().clone();
     assert_eq!(seen.len(), 1);
     let sent = &seen[0];
     assert_eq!(json_map(&sent.attributes), request.attributes);

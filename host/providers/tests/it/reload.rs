@@ -4,18 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use secrets_store_artifacts as guests;
 use secrets_store_providers::{
     ProviderHandle, ProviderRegistry, RegistryConfig, RegistryError, WatchOptions,
 };
 use secrets_store_runtime::CallContext;
 use sha2::{Digest, Sha256};
-use support::*;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -3,11 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod support;
+use std::sync::Arc;
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
 use std::time::Duration;
 
+use crate::support::*;
 use futures::FutureExt;
 use secrets_store_artifacts as guests;
 use secrets_store_runtime::contract::ErrorKind;
@@ -15,7 +16,6 @@ use secrets_store_runtime::{
     CallContext, CallError, LoadError, NetworkConfig, Observer, PolicySpec, ResolveOverride,
     RuntimeConfig,
 };
-use support::*;
 
 macro_rules! assert_guest_tested {
     ($name:ident) => {
@@ -332,16 +332,13 @@ mod spin {
         let ticker = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                *counter.lock().unwrap() += 1;
+                *counter.lock() += 1;
             }
         });
         let err = spin.mount(&request(&[]), &ctx()).await.unwrap_err();
         ticker.abort();
         assert!(matches!(err, CallError::Deadline { .. }));
-        assert!(
-            *ticks.lock().unwrap() > 5,
-            "other tasks ran while the guest spun"
-        );
+        assert!(*ticks.lock() > 5, "other tasks ran while the guest spun");
     }
 }
 
@@ -393,7 +390,7 @@ mod cache_logger {
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -485,7 +482,7 @@ mod cache_logger {
             "{err}"
         );
 
-        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let logs = String::from_utf8(captured.0.lock().clone()).unwrap();
         assert!(
             logs.contains("careless provider"),
             "guest log lines reach the host log: {logs}"
@@ -817,7 +814,7 @@ mod fetch {
 
     impl Observer for JoinObserver {
         fn joined_in_flight(&self, _provider: &str, _host: &str) {
-            *self.0.1.lock().unwrap() += 1;
+            *self.0.1.lock() += 1;
             self.0.0.notify_one();
         }
     }
@@ -892,7 +889,7 @@ mod fetch {
             2,
             "alice's two GETs went upstream once"
         );
-        assert_eq!(*joins.1.lock().unwrap(), 1);
+        assert_eq!(*joins.1.lock(), 1);
     }
 
     #[tokio::test]
@@ -942,7 +939,7 @@ mod fetch {
             async move {
                 gate.notified().await;
                 let n = {
-                    let mut served = count.lock().unwrap();
+                    let mut served = count.lock();
                     *served += 1;
                     *served
                 };
@@ -1039,7 +1036,7 @@ mod fetch {
             let counter = counter.clone();
             async move {
                 let n = {
-                    let mut hits = counter.lock().unwrap();
+                    let mut hits = counter.lock();
                     *hits += 1;
                     *hits
                 };

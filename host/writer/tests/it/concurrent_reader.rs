@@ -16,8 +16,6 @@
 //! the reader is mid-pass whenever the next swap happens.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
@@ -26,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
-use common::file;
+use crate::common::file;
 use secrets_store_contract::File;
 use secrets_store_writer::AtomicWriter;
 

@@ -4,11 +4,9 @@
 //! driver restart) sees the same payload.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{as_map, assert_layout, snapshot, top_names, visible};
+use crate::common::{as_map, assert_layout, snapshot, top_names, visible};
 use proptest::prelude::*;
 use secrets_store_contract::File;
 use secrets_store_writer::{AtomicWriter, WriteError, validate_payload};

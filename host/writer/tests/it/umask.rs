@@ -2,12 +2,10 @@
 //! umask is process-wide and would leak into other tests running in parallel.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{assert_layout, file, top_names};
+use crate::common::{assert_layout, file, top_names};
 use rustix::fs::Mode;
 use secrets_store_writer::AtomicWriter;
 

@@ -1,9 +1,7 @@
 //! The path and payload rules, as a table of accepted and refused cases.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::file;
+use crate::common::file;
 use secrets_store_writer::{PathError, validate_path, validate_payload};
 
 /// The error variant's name, so the table states which rule a path breaks.

@@ -2,14 +2,14 @@
 //! rejected payloads, planted symlinks, crash leftovers, clearing and serialisation.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use common::{as_map, assert_layout, assert_layout_with, file, snapshot, top_names, visible};
+use crate::common::{
+    as_map, assert_layout, assert_layout_with, file, snapshot, top_names, visible,
+};
 use secrets_store_contract::File;
 use secrets_store_writer::{AtomicWriter, WriteError, WriteOutcome};
 

@@ -4,50 +4,19 @@
 //! intermediate → root).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::*;
 use secrets_store_azure_core::content::pfx_to_pem;
 use secrets_store_azure_core::keys::normalize_pkcs8;
 use secrets_store_azure_core::pkcs12::{self, Pkcs12Error};
 use secrets_store_azure_core::{ErrorKind, mount, pem};
 use serde_json::json;
 
-const CA_CONFIG: &str = "[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[v3_leaf]
-basicConstraints = CA:FALSE
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-";
-
-/// `openssl` with `args` in `dir`; panics with its stderr on failure.
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
+use crate::openssl::{Ca, run as openssl};
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap()
@@ -116,7 +85,6 @@ fn fixtures() -> &'static Fixtures {
 fn build_fixtures() -> Fixtures {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("ca.cnf"), CA_CONFIG).unwrap();
     openssl(
         d,
         &[
@@ -132,26 +100,6 @@ fn build_fixtures() -> Fixtures {
     openssl(
         d,
         &[
-            "req",
-            "-x509",
-            "-new",
-            "-config",
-            "ca.cnf",
-            "-extensions",
-            "v3_ca",
-            "-key",
-            "root.key",
-            "-subj",
-            "/CN=Test Root",
-            "-days",
-            "3650",
-            "-out",
-            "root.pem",
-        ],
-    );
-    openssl(
-        d,
-        &[
             "genpkey",
             "-algorithm",
             "EC",
@@ -161,46 +109,13 @@ fn build_fixtures() -> Fixtures {
             "int.key",
         ],
     );
-    openssl(
+    let ca = Ca::issue(
         d,
-        &[
-            "req",
-            "-new",
-            "-config",
-            "ca.cnf",
-            "-key",
-            "int.key",
-            "-subj",
-            "/CN=Test Intermediate",
-            "-out",
-            "int.csr",
-        ],
+        ("root.key", "Test Root"),
+        ("int.key", "Test Intermediate"),
+        3650,
     );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "int.csr",
-            "-CA",
-            "root.pem",
-            "-CAkey",
-            "root.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "3650",
-            "-extfile",
-            "ca.cnf",
-            "-extensions",
-            "v3_ca",
-            "-out",
-            "int.pem",
-        ],
-    );
-    let root_pem = text(openssl(d, &["x509", "-in", "root.pem"]));
-    let intermediate_pem = text(openssl(d, &["x509", "-in", "int.pem"]));
+    let (root_pem, intermediate_pem) = (ca.root_pem.clone(), ca.intermediate_pem.clone());
     // The chain file lists the root before the intermediate, so the PFX holds leaf, root, intermediate.
     std::fs::write(d.join("chain.pem"), format!("{root_pem}{intermediate_pem}")).unwrap();
 
@@ -224,49 +139,11 @@ fn build_fixtures() -> Fixtures {
         ),
     ] {
         let key = format!("{name}.key");
-        let cert = format!("{name}.pem");
         let mut args = vec!["genpkey"];
         args.extend_from_slice(keygen);
         args.extend_from_slice(&["-out", &key]);
         openssl(d, &args);
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-config",
-                "ca.cnf",
-                "-key",
-                &key,
-                "-subj",
-                &format!("/CN={name}.example.com"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "int.pem",
-                "-CAkey",
-                "int.key",
-                "-set_serial",
-                "3",
-                "-days",
-                "365",
-                "-extfile",
-                "ca.cnf",
-                "-extensions",
-                "v3_leaf",
-                "-out",
-                &cert,
-            ],
-        );
+        let cert = ca.leaf(&key, &format!("{name}.example.com"), 3, 365);
         let expected_pem = format!(
             "{}{}{intermediate_pem}{root_pem}",
             text(openssl(d, &["pkey", "-in", &key])),

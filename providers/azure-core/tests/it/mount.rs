@@ -2,11 +2,9 @@
 //! modes, challenge, token caching, retries, concurrency, version history and error paths.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use secrets_store_azure_core::{
     ErrorKind, HttpResponse, Method, MountResponse, ProviderError, TransportError, describe, mount,
 };

@@ -14,7 +14,7 @@ use secrets_store_deploy_tests::{
     repo_root, seq_at, str_at, strings, template,
 };
 use secrets_store_runtime::{Policy, PolicySpec};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 const FULLNAME: &str = "ssw-secrets-store-csi-driver-wasm";
 const PROVIDERS_MOUNT: &str = "/etc/secrets-store-wasm/providers";
@@ -49,7 +49,7 @@ fn render_error(values: Values) -> String {
 }
 
 fn app_version() -> String {
-    let chart: Value = serde_yaml::from_str(
+    let chart: Value = serde_norway::from_str(
         &read_repo_file("deploy/chart/secrets-store-csi-driver-wasm/Chart.yaml").unwrap(),
     )
     .unwrap();
@@ -85,7 +85,7 @@ fn mount<'a>(r: &'a Rendered, container_name: &str, volume_name: &str) -> &'a Va
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 /// providers.yaml from the rendered ConfigMap: per provider its `module` and its policy, which must
@@ -118,7 +118,7 @@ fn providers_config(r: &Rendered) -> BTreeMap<String, (String, PolicySpec)> {
                 .remove("module")
                 .and_then(|m| m.as_str().map(str::to_owned))
                 .unwrap_or_else(|| panic!("providers.{name}.module is a string"));
-            let spec: PolicySpec = serde_yaml::from_value(Value::Mapping(entry))
+            let spec: PolicySpec = serde_norway::from_value(Value::Mapping(entry))
                 .unwrap_or_else(|e| panic!("providers.{name} is not a PolicySpec: {e}"));
             Policy::from_spec(&spec)
                 .unwrap_or_else(|e| panic!("providers.{name} is not a valid policy: {e}"));
@@ -281,9 +281,9 @@ where
         str_at(object, &["kind"]).unwrap_or("?"),
         str_at(object, &["metadata", "name"]).unwrap_or("?")
     );
-    let typed: T = serde_yaml::from_value(object.clone())
+    let typed: T = serde_norway::from_value(object.clone())
         .unwrap_or_else(|e| panic!("{id} is not a valid API object: {e}"));
-    let back = serde_yaml::to_value(&typed).unwrap();
+    let back = serde_norway::to_value(&typed).unwrap();
     if let Some(difference) = first_difference(object, &back, "") {
         panic!("{id} does not survive the API type: {difference}");
     }

@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use keyvault_emulator::{
     Fault, FaultPlan, FaultRule, FaultScope, ObjectKind, RequestClass, TokenKind, VaultSpec,
 };
 use secrets_store_contract::ErrorKind;
 use secrets_store_runtime::{CallError, PolicySpec};
-use support::*;
 
 /// `count` versions of secret `name` valued `v0`…, one emulator second apart (so creation times
 /// order them); returns the version ids, oldest first.
@@ -131,7 +129,7 @@ async fn version_history_pages_skips_disabled_and_starts_at_the_pinned_version()
 #[tokio::test]
 async fn keys_and_certificates_have_versions_and_histories_too() {
     let env = Env::start().await;
-    let pki = support::pki::pki();
+    let pki = crate::support::pki::pki();
     let mut key_versions = Vec::new();
     for fixture in ["rsa2048", "p256", "p384"] {
         env.emu.advance_clock(Duration::from_secs(1));

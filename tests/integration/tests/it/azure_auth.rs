@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod support;
-
+use crate::support::*;
 use keyvault_emulator::{LogEntry, RequestClass, TokenKind, VaultSpec};
 use secrets_store_contract::ErrorKind;
-use support::*;
 
 fn token_requests(emu: &keyvault_emulator::RunningEmulator) -> Vec<LogEntry> {
     emu.request_log()

@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod support;
-
+use crate::support::pki::{PFX_PASSWORD, pki, read_pfx};
+use crate::support::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use keyvault_emulator::{CertificateImport, KeyOptions};
 use secrets_store_contract::ErrorKind;
-use support::pki::{PFX_PASSWORD, pki, read_pfx};
-use support::*;
 
 #[tokio::test]
 async fn secrets_as_stored_and_decoded_with_alias_and_permission() {

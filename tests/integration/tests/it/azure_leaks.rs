@@ -5,10 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-mod support;
-
+use crate::support::*;
 use keyvault_emulator::{Fault, FaultScope, VaultSpec};
-use support::*;
 
 const SECRET_VALUES: &[(&str, &str)] = &[
     ("db-password", "Sup3r-Secret-DB-Password"),

@@ -84,70 +84,97 @@ async fn client_secret_flow_and_errors() {
         v.extend_from_slice(extra);
         v
     };
-    // Wrong secret.
-    let r = client
-        .form(&token_url(TENANT), &with(&[("client_secret", "wrong")]))
-        .await;
-    assert_eq!(r.status, 401);
-    assert_aad_error(&r.json(), "invalid_client", 7000215);
-    // Neither secret nor assertion.
-    let r = client.form(&token_url(TENANT), &with(&[])).await;
-    assert_eq!(r.status, 401);
-    assert_aad_error(&r.json(), "invalid_client", 7000218);
-    // Unknown tenant.
-    let r = client
-        .form(
-            &token_url("00000000-0000-0000-0000-00000000dead"),
-            &with(&[("client_secret", CLIENT_SECRET)]),
-        )
-        .await;
-    assert_eq!(r.status, 400);
-    assert_aad_error(&r.json(), "invalid_request", 90002);
-    // Known tenant, but the app lives in another one.
-    let r = client
-        .form(
-            &token_url(OTHER_TENANT),
-            &with(&[("client_secret", CLIENT_SECRET)]),
-        )
-        .await;
-    assert_eq!(r.status, 400);
-    assert_aad_error(&r.json(), "unauthorized_client", 700016);
-    // Scope without /.default, unknown resource, missing and unsupported grant types.
-    let r = client
-        .form(
-            &token_url(TENANT),
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("scope", "https://vault.azure.net/user_impersonation"),
-            ],
-        )
-        .await;
-    assert_aad_error(&r.json(), "invalid_scope", 1002012);
-    let r = client
-        .form(
-            &token_url(TENANT),
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", CLIENT_ID),
-                ("client_secret", CLIENT_SECRET),
-                ("scope", "https://storage.azure.com/.default"),
-            ],
-        )
-        .await;
-    assert_aad_error(&r.json(), "invalid_resource", 500011);
-    let r = client
-        .form(&token_url(TENANT), &[("client_id", CLIENT_ID)])
-        .await;
-    assert_aad_error(&r.json(), "invalid_request", 900144);
-    let r = client
-        .form(
-            &token_url(TENANT),
-            &[("grant_type", "password"), ("client_id", CLIENT_ID)],
-        )
-        .await;
-    assert_aad_error(&r.json(), "unsupported_grant_type", 70003);
+    let with_scope = |scope: &'static str| {
+        vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", scope),
+        ]
+    };
+    /// What is sent, to which tenant, with the HTTP status (where it is checked), the AAD error and
+    /// its code.
+    type Refusal<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<u16>,
+        &'a str,
+        u64,
+    );
+    let refusals: Vec<Refusal> = vec![
+        (
+            "wrong secret",
+            TENANT,
+            with(&[("client_secret", "wrong")]),
+            Some(401),
+            "invalid_client",
+            7000215,
+        ),
+        (
+            "neither secret nor assertion",
+            TENANT,
+            with(&[]),
+            Some(401),
+            "invalid_client",
+            7000218,
+        ),
+        (
+            "unknown tenant",
+            "00000000-0000-0000-0000-00000000dead",
+            with(&[("client_secret", CLIENT_SECRET)]),
+            Some(400),
+            "invalid_request",
+            90002,
+        ),
+        (
+            "known tenant, but the app lives in another one",
+            OTHER_TENANT,
+            with(&[("client_secret", CLIENT_SECRET)]),
+            Some(400),
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            "scope without /.default",
+            TENANT,
+            with_scope("https://vault.azure.net/user_impersonation"),
+            None,
+            "invalid_scope",
+            1002012,
+        ),
+        (
+            "unknown resource",
+            TENANT,
+            with_scope("https://storage.azure.com/.default"),
+            None,
+            "invalid_resource",
+            500011,
+        ),
+        (
+            "missing grant type",
+            TENANT,
+            vec![("client_id", CLIENT_ID)],
+            None,
+            "invalid_request",
+            900144,
+        ),
+        (
+            "unsupported grant type",
+            TENANT,
+            vec![("grant_type", "password"), ("client_id", CLIENT_ID)],
+            None,
+            "unsupported_grant_type",
+            70003,
+        ),
+    ];
+    for (what, tenant, form, status, error, code) in refusals {
+        let r = client.form(&token_url(tenant), &form).await;
+        if let Some(status) = status {
+            assert_eq!(r.status, status, "{what}");
+        }
+        assert_aad_error(&r.json(), error, code);
+    }
     // The correlation id echoes client-request-id.
     let r = client
         .send(

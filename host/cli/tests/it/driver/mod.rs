@@ -1,23 +1,22 @@
-//! A real driver for end-to-end tests: the `secrets-store-host serve` binary on a unix socket in a
-//! temporary kubelet directory, talking to an in-process fake API server, mounting real tmpfs
-//! volumes (the tests run as root, as CI does), reached through a real gRPC client.
+//! The real driver for the CSI and reliability tests: the shared harness
+//! (`secrets_store_test_support::driver`) with this crate's binary, an in-process fake API server
+//! it owns, JSON logs at `--v=3`, and a module cache shared by every test's driver. Tmpfs mounts
+//! need root: [`Driver::start`] says so when the suite is not run as root.
 
 #![allow(dead_code, clippy::unwrap_used)] // Test support: a failed unwrap is a failed test.
 
 pub mod hold;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_apiserver::FakeApiServer;
 use secrets_store_proto::csi::v1 as csi;
 use secrets_store_proto::csi::v1::identity_client::IdentityClient;
 use secrets_store_proto::csi::v1::node_client::NodeClient;
-use serde_json::json;
-use tonic::transport::{Channel, Endpoint, Uri};
+use secrets_store_test_support::driver::{self as harness, DriverProcess};
+use tonic::transport::Channel;
 
 pub const NODE: &str = "node-1";
 pub const BINARY: &str = env!("CARGO_BIN_EXE_secrets-store-host");
@@ -36,16 +35,16 @@ pub struct Setup {
 }
 
 pub struct Driver {
-    pub root: tempfile::TempDir,
-    pub kubelet: PathBuf,
-    pub socket: PathBuf,
-    pub providers_dir: PathBuf,
-    pub legacy_dir: PathBuf,
-    pub log: PathBuf,
-    pub metrics: SocketAddr,
+    process: DriverProcess,
     pub api: FakeApiServer,
-    child: Option<Child>,
-    args: Vec<String>,
+}
+
+/// The directories and the metrics address, as fields (`driver.kubelet`, `driver.metrics`, …).
+impl std::ops::Deref for Driver {
+    type Target = DriverProcess;
+    fn deref(&self) -> &DriverProcess {
+        &self.process
+    }
 }
 
 /// Compiled modules are shared by every test's driver, so each test does not compile azure.wasm again.
@@ -59,12 +58,8 @@ fn artifact_cache() -> PathBuf {
     dir
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+/// How long a driver may take to answer Probe with ready.
+const READY_BOUND: Duration = Duration::from_secs(120);
 
 impl Driver {
     pub async fn start(setup: Setup) -> Driver {
@@ -73,115 +68,36 @@ impl Driver {
     }
 
     pub async fn start_with(setup: Setup, api: FakeApiServer) -> Driver {
-        let root = tempfile::tempdir().unwrap();
-        let kubelet = root.path().join("kubelet");
-        let providers_dir = root.path().join("providers");
-        let legacy_dir = root.path().join("legacy-providers");
-        for dir in [&kubelet.join("pods"), &providers_dir, &legacy_dir] {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(providers_dir.join("providers.yaml"), &setup.providers_yaml).unwrap();
-        for (name, source) in &setup.modules {
-            std::fs::copy(source, providers_dir.join(name)).unwrap();
-        }
-        for (name, bytes) in &setup.module_bytes {
-            std::fs::write(providers_dir.join(name), bytes).unwrap();
-        }
-        let kubeconfig = root.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig).unwrap();
-        let socket = root.path().join("plugin/csi.sock");
-        let metrics = free_port();
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            format!("--endpoint=unix://{}", socket.display()),
-            format!("--nodeid={NODE}"),
-            format!("--providers-dir={}", providers_dir.display()),
-            format!("--provider-volume={}", legacy_dir.display()),
-            format!(
-                "--additional-provider-volume-paths={}",
-                root.path().join("no-such-dir").display()
-            ),
-            format!("--kubelet-dir={}", kubelet.display()),
-            format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--metrics-addr={metrics}"),
-            format!("--artifact-cache={}", artifact_cache().display()),
-            "--log-format=json".into(),
-        ];
+        secrets_store_test_support::require_root("mounts tmpfs volumes through the driver");
+        let mut args = vec!["--log-format=json".to_string()];
         // A test may ask for another verbosity; the flag may be given only once.
         if !setup.args.iter().any(|a| a.starts_with("--v=")) {
             args.push("--v=3".into());
         }
-        args.extend(setup.args.iter().cloned());
-        let log = root.path().join("driver.log");
-        let mut driver = Driver {
-            root,
-            kubelet,
-            socket,
-            providers_dir,
-            legacy_dir,
-            log,
-            metrics,
-            api,
-            child: None,
+        args.extend(setup.args);
+        let setup = harness::Setup {
+            binary: BINARY.into(),
+            node: NODE.into(),
+            providers_yaml: setup.providers_yaml,
+            modules: setup.modules,
+            module_bytes: setup.module_bytes,
+            artifact_cache: Some(artifact_cache()),
             args,
         };
+        let process = DriverProcess::prepare(&setup, &api).unwrap();
+        let mut driver = Driver { process, api };
         driver.spawn().await;
         driver
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(BINARY)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.wait_ready().await;
-    }
-
-    /// Wait (bounded) until the driver answers Probe with ready.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("the driver exited early ({status}); log:\n{}", self.logs());
-            }
-            if self.socket.exists()
-                && let Ok(channel) = self.try_channel().await
-                && let Ok(reply) = IdentityClient::new(channel)
-                    .probe(csi::ProbeRequest {})
-                    .await
-                && reply.into_inner().ready == Some(true)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the driver did not become ready; log:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(e) = self.process.start(READY_BOUND).await {
+            panic!("{e}");
         }
     }
 
     async fn try_channel(&self) -> Result<Channel, tonic::transport::Error> {
-        let socket = self.socket.clone();
-        Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let socket = socket.clone();
-                async move {
-                    tokio::net::UnixStream::connect(socket)
-                        .await
-                        .map(hyper_util::rt::TokioIo::new)
-                }
-            }))
-            .await
+        self.process.channel().await
     }
 
     pub async fn node(&self) -> NodeClient<Channel> {
@@ -194,66 +110,31 @@ impl Driver {
 
     /// Stop the driver: SIGKILL (a crash) or SIGTERM (graceful), and wait for it.
     pub fn stop(&mut self, kill: bool) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("driver running");
         let signal = if kill {
             rustix::process::Signal::KILL
         } else {
             rustix::process::Signal::TERM
         };
-        let pid = rustix::process::Pid::from_child(&child);
-        let _ = rustix::process::kill_process(pid, signal);
-        child.wait().unwrap()
+        self.process.signal_and_wait(signal).unwrap()
     }
 
     pub async fn restart(&mut self) {
-        if self.child.is_some() {
+        if self.process.is_running() {
             self.stop(true);
         }
         self.spawn().await;
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    /// A line of the driver's /proc/<pid>/status in KiB (e.g. `VmHWM`, the peak resident set).
-    pub fn proc_status_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-    }
-
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// The target kubelet would pass for a pod's volume (its parent directories exist, as kubelet
     /// creates them).
     pub fn target(&self, pod_uid: &str, volume: &str) -> PathBuf {
-        let dir = self
-            .kubelet
-            .join("pods")
-            .join(pod_uid)
-            .join("volumes/kubernetes.io~csi")
-            .join(volume);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("mount")
+        self.process.target(pod_uid, volume).unwrap()
     }
 
     /// Create a pod; returns the uid the API server gave it (kubelet passes that uid in the volume
     /// context, and owner references must carry it or garbage collection removes the dependents).
     pub fn create_pod(&self, namespace: &str, name: &str) -> String {
-        let pod = self
-            .api
-            .create_json(json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"nodeName": NODE, "serviceAccountName": "default", "containers": [{"name": "app", "image": "app"}]}
-            }))
-            .unwrap();
-        pod["metadata"]["uid"].as_str().unwrap().to_string()
+        harness::create_pod(&self.api, namespace, name, NODE).unwrap()
     }
 
     pub fn create_class(
@@ -263,14 +144,14 @@ impl Driver {
         provider: &str,
         parameters: &[(&str, &str)],
     ) {
-        let parameters: HashMap<&str, &str> = parameters.iter().copied().collect();
-        self.api
-            .create_json(json!({
-                "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"provider": provider, "parameters": parameters}
-            }))
-            .unwrap();
+        harness::create_class(
+            &self.api,
+            namespace,
+            name,
+            provider,
+            parameters.iter().copied(),
+        )
+        .unwrap();
     }
 
     /// A NodePublishVolume as kubelet sends it for an inline volume.
@@ -281,36 +162,9 @@ impl Driver {
         class: &str,
         pod: (&str, &str, &str),
     ) -> csi::NodePublishVolumeRequest {
-        let (namespace, name, uid) = pod;
-        let context: HashMap<String, String> = [
-            ("secretProviderClass", class),
-            ("csi.storage.k8s.io/pod.name", name),
-            ("csi.storage.k8s.io/pod.namespace", namespace),
-            ("csi.storage.k8s.io/pod.uid", uid),
-            ("csi.storage.k8s.io/serviceAccount.name", "default"),
-            ("csi.storage.k8s.io/ephemeral", "true"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        csi::NodePublishVolumeRequest {
-            volume_id: volume_id.to_string(),
-            target_path: target.display().to_string(),
-            volume_capability: Some(csi::VolumeCapability {
-                access_mode: Some(csi::volume_capability::AccessMode {
-                    mode: csi::volume_capability::access_mode::Mode::SingleNodeReaderOnly as i32,
-                }),
-                access_type: Some(csi::volume_capability::AccessType::Mount(
-                    csi::volume_capability::MountVolume::default(),
-                )),
-            }),
-            readonly: true,
-            volume_context: context,
-            ..Default::default()
-        }
+        harness::publish_request(volume_id, target, class, pod, &[])
     }
 
-    /// Our tmpfs mounts below this driver's kubelet directory.
     /// The SecretProviderClassPodStatus of a pod's volume of `class`, as the API server holds it.
     pub fn pod_status(&self, namespace: &str, pod: &str, class: &str) -> Option<serde_json::Value> {
         self.api.get_json(
@@ -321,8 +175,9 @@ impl Driver {
         )
     }
 
+    /// Our tmpfs mounts below this driver's kubelet directory.
     pub fn our_mounts(&self) -> Vec<PathBuf> {
-        secrets_store_publish::mounts::ours_under(&self.kubelet).unwrap()
+        self.process.our_mounts().unwrap()
     }
 
     /// Events recorded on a pod: (type, reason, message).
@@ -351,10 +206,10 @@ impl Driver {
         bound: Duration,
         mut condition: impl FnMut() -> bool,
     ) {
-        let deadline = Instant::now() + bound;
+        let deadline = std::time::Instant::now() + bound;
         while !condition() {
             assert!(
-                Instant::now() < deadline,
+                std::time::Instant::now() < deadline,
                 "timed out waiting for {what}; driver log:\n{}",
                 self.logs()
             );
@@ -363,45 +218,9 @@ impl Driver {
     }
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.stop(true);
-        }
-        // Never leave a tmpfs behind, whatever the test did.
-        for mount in secrets_store_publish::mounts::ours_under(&self.kubelet).unwrap_or_default() {
-            let _ = secrets_store_publish::mounts::unmount(&mount);
-        }
-    }
-}
-
 /// A gRPC channel to a unix socket, once something serves on it (bounded wait).
 pub async fn unix_channel_when_ready(socket: &Path) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if socket.exists() {
-            let path = socket.to_path_buf();
-            let connected = Endpoint::from_static("http://localhost")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        tokio::net::UnixStream::connect(path)
-                            .await
-                            .map(hyper_util::rt::TokioIo::new)
-                    }
-                }))
-                .await;
-            if let Ok(channel) = connected {
-                return channel;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing served on {}",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    secrets_store_test_support::uds::channel_when_ready(socket, Duration::from_secs(60)).await
 }
 
 /// Whether the driver's /readyz answers 200.

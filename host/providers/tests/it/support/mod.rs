@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use secrets_store_contract::MountRequest;
@@ -182,7 +184,7 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub fn calls(&self) -> usize {
-        self.mounts.lock().unwrap().len()
+        self.mounts.lock().len()
     }
 }
 
@@ -211,10 +213,10 @@ impl wire::csi_driver_provider_server::CsiDriverProvider for FakeProvider {
         &self,
         request: Request<wire::MountRequest>,
     ) -> Result<Response<wire::MountResponse>, Status> {
-        self.mounts.lock().unwrap().push(request.into_inner());
+        self.mounts.lock().push(request.into_inner());
         self.arrived.notify_one();
         let reply = {
-            let mut replies = self.replies.lock().unwrap();
+            let mut replies = self.replies.lock();
             if replies.len() > 1 {
                 replies.pop_front().unwrap()
             } else {

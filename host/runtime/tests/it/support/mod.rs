@@ -5,7 +5,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -115,7 +117,7 @@ impl TestServer {
                             headers: request.headers().clone(),
                             at: Instant::now(),
                         };
-                        record.lock().unwrap().push(seen.clone());
+                        record.lock().push(seen.clone());
                         let _ = tx.send(seen.clone());
                         let response = handler(seen);
                         async move { Ok::<_, Infallible>(response.await) }
@@ -146,7 +148,7 @@ impl TestServer {
     }
 
     pub fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().clone()
     }
 
     /// Wait for the next request to arrive.

@@ -9,8 +9,9 @@ pub mod pki;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -414,13 +415,13 @@ pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
     }
 }
 
 impl std::io::Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0.lock().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -446,21 +447,5 @@ pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
     (logs, tracing::subscriber::set_default(subscriber))
 }
 
-/// `openssl ARGS` in `dir`; panics with its stderr on failure.
-pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
-pub fn openssl_text(dir: &Path, args: &[&str]) -> String {
-    String::from_utf8(openssl(dir, args)).unwrap()
-}
+/// The `openssl` CLI, the independent oracle (shared with the other suites).
+pub use secrets_store_test_support::openssl::{run as openssl, text as openssl_text};

@@ -14,28 +14,11 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use secrets_store_test_support::openssl::Ca;
+
 use super::{openssl, openssl_text};
 
 pub const PFX_PASSWORD: &str = "pfx-import-password";
-
-const CONFIG: &str = "[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-[v3_leaf]
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:app.e2e.example
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-";
 
 /// A key object's fixture and its public key as `openssl pkey -pubout` writes it.
 pub struct KeyFixture {
@@ -94,7 +77,6 @@ pub fn pki() -> &'static Pki {
 fn build() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("ca.cnf"), CONFIG).unwrap();
     for name in [
         "root-ca.pem",
         "intermediate-ca.pem",
@@ -103,69 +85,13 @@ fn build() -> Pki {
     ] {
         std::fs::write(d.join(name), fixture(name)).unwrap();
     }
-    let days = "3650";
-    openssl(
+    let ca = Ca::issue(
         d,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-config",
-            "ca.cnf",
-            "-extensions",
-            "v3_ca",
-            "-key",
-            "root-ca.pem",
-            "-subj",
-            "/CN=E2E Test Root CA",
-            "-days",
-            days,
-            "-set_serial",
-            "1",
-            "-out",
-            "root.crt",
-        ],
+        ("root-ca.pem", "E2E Test Root CA"),
+        ("intermediate-ca.pem", "E2E Test Intermediate CA"),
+        3650,
     );
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-config",
-            "ca.cnf",
-            "-key",
-            "intermediate-ca.pem",
-            "-subj",
-            "/CN=E2E Test Intermediate CA",
-            "-out",
-            "intermediate.csr",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "intermediate.csr",
-            "-CA",
-            "root.crt",
-            "-CAkey",
-            "root-ca.pem",
-            "-set_serial",
-            "2",
-            "-days",
-            days,
-            "-extfile",
-            "ca.cnf",
-            "-extensions",
-            "v3_ca",
-            "-out",
-            "intermediate.crt",
-        ],
-    );
-    let root_pem = openssl_text(d, &["x509", "-in", "root.crt"]);
-    let intermediate_pem = openssl_text(d, &["x509", "-in", "intermediate.crt"]);
+    let (root_pem, intermediate_pem) = (ca.root_pem.clone(), ca.intermediate_pem.clone());
     // Root before intermediate: the PFX files carry the chain out of order.
     std::fs::write(
         d.join("chain-shuffled.pem"),
@@ -173,47 +99,8 @@ fn build() -> Pki {
     )
     .unwrap();
 
-    let leaf = |key: &str, cn: &str, serial: &str| -> LeafFixture {
-        let csr = format!("{cn}.csr");
-        let crt = format!("{cn}.crt");
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-config",
-                "ca.cnf",
-                "-key",
-                key,
-                "-subj",
-                &format!("/CN={cn}"),
-                "-out",
-                &csr,
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "intermediate.crt",
-                "-CAkey",
-                "intermediate-ca.pem",
-                "-set_serial",
-                serial,
-                "-days",
-                "825",
-                "-extfile",
-                "ca.cnf",
-                "-extensions",
-                "v3_leaf",
-                "-out",
-                &crt,
-            ],
-        );
+    let leaf = |key: &str, cn: &str, serial: u32| -> LeafFixture {
+        let crt = ca.leaf(key, cn, serial, 825);
         let key_pkcs8_pem = openssl_text(d, &["pkey", "-in", key]);
         let cert_pem = openssl_text(d, &["x509", "-in", &crt]);
         let public_pem = openssl_text(d, &["pkey", "-in", key, "-pubout"]);
@@ -252,8 +139,8 @@ fn build() -> Pki {
             cert_pem,
         }
     };
-    let rsa_leaf = leaf("rsa2048-leaf.pem", "rsa-leaf.e2e.example", "3");
-    let ec_leaf = leaf("p256-leaf.pem", "ec-leaf.e2e.example", "4");
+    let rsa_leaf = leaf("rsa2048-leaf.pem", "rsa-leaf.e2e.example", 3);
+    let ec_leaf = leaf("p256-leaf.pem", "ec-leaf.e2e.example", 4);
 
     let keys = [
         ("rsa2048", "rsa2048-key.pem"),

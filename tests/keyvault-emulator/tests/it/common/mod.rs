@@ -5,8 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -322,21 +321,8 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// Runs `openssl` with the arguments, panicking with its stderr on failure.
-pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+/// Runs `openssl` with the arguments, panicking with its stderr on failure (the shared oracle).
+pub use secrets_store_test_support::openssl::run as openssl;
 
 /// Certificate fixtures made fresh per test run; no private keys are committed.
 pub struct Fixtures {
