@@ -48,6 +48,18 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use resources::{ResourceType, default_resources};
+
+/// A pod named `name` in `namespace`, nothing else set: what tests create to own or reference.
+pub fn pod(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::Pod {
+    k8s_openapi::api::core::v1::Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
 use status::ApiError;
 use store::{DeleteOptions, State};
 

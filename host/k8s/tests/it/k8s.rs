@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fake_apiserver::FakeApiServer;
+use fake_apiserver::{FakeApiServer, pod};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, PostParams};
 use secrets_store_k8s::crd::{NODE_NAME_LABEL, SecretProviderClassObject, v1, v1alpha1};
 use secrets_store_k8s::{
@@ -51,17 +51,6 @@ fn class(namespace: &str, name: &str, provider: &str) -> v1::SecretProviderClass
     );
     spc.metadata.namespace = Some(namespace.into());
     spc
-}
-
-fn pod(namespace: &str, name: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            ..ObjectMeta::default()
-        },
-        ..Pod::default()
-    }
 }
 
 fn mount(pod: &Pod, class: &str, objects: &[(&str, &str)]) -> MountStatus {

@@ -226,20 +226,10 @@ fn expected_rbac(sync: bool) -> BTreeSet<(String, String, String)> {
 }
 
 fn azure_hosts() -> Vec<String> {
-    [
-        "https://*.vault.azure.net",
-        "https://*.vault.usgovcloudapi.net",
-        "https://*.vault.azure.cn",
-        "https://*.vault.microsoftazure.de",
-        "https://login.microsoftonline.com",
-        "https://login.microsoftonline.us",
-        "https://login.chinacloudapi.cn",
-        "https://login.microsoftonline.de",
-        "http://169.254.169.254",
-        "http://localhost:2579",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    secrets_store_test_support::AZURE_HOSTS
+        .iter()
+        .map(|h| h.to_string())
+        .collect()
 }
 
 /// Where two YAML values first differ, as a path; `None` when equal.

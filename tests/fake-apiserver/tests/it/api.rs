@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fake_apiserver::{FakeApiServer, StoreError};
+use fake_apiserver::{FakeApiServer, StoreError, pod};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -36,17 +36,6 @@ fn spc(name: &str, version: &str, provider: &str) -> DynamicObject {
     let mut object = DynamicObject::new(name, &spc_resource(version));
     object.data = json!({ "spec": { "provider": provider, "parameters": { "a": "b" } } });
     object
-}
-
-fn pod(namespace: &str, name: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            ..ObjectMeta::default()
-        },
-        ..Pod::default()
-    }
 }
 
 fn owned_secret(namespace: &str, name: &str, owners: &[&Pod]) -> Secret {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::Duration;
 
-use secrets_store_contract::MountRequest;
 use secrets_store_proto::provider::v1alpha1 as wire;
 use secrets_store_providers::{ProviderRegistry, RegistryConfig};
 use secrets_store_runtime::{Runtime, RuntimeConfig};
@@ -52,16 +51,7 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-pub fn request(attributes: &[(&str, &str)]) -> MountRequest {
-    MountRequest {
-        attributes: attributes
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        default_file_mode: 0o644,
-        ..Default::default()
-    }
-}
+pub use secrets_store_test_support::mount_request as request;
 
 /// A directory kept the way kubelet keeps a ConfigMap volume: the payload in a hidden
 /// `..<timestamp>` directory, `..data` a symlink to it, every visible name a symlink through

@@ -18,7 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use secrets_store_runtime::contract::MountRequest;
 use secrets_store_runtime::{NetworkConfig, Policy, PolicySpec, Provider, Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -202,13 +201,4 @@ pub fn load(runtime: &Runtime, name: &str, path: &str, spec: PolicySpec) -> Prov
         .unwrap()
 }
 
-pub fn request(attributes: &[(&str, &str)]) -> MountRequest {
-    MountRequest {
-        attributes: attributes
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        default_file_mode: 0o644,
-        ..Default::default()
-    }
-}
+pub use secrets_store_test_support::mount_request as request;

@@ -54,18 +54,7 @@ pub const STACK_LOGIN_HOST: &str = "login.local.azurestack.external";
 
 /// Every destination the provider may need, listed one by one (no wildcard shortcuts for IMDS or
 /// NMI: the policy must name them).
-pub const ALL_HOSTS: &[&str] = &[
-    "https://*.vault.azure.net",
-    "https://*.vault.usgovcloudapi.net",
-    "https://*.vault.azure.cn",
-    "https://*.vault.microsoftazure.de",
-    "https://login.microsoftonline.com",
-    "https://login.microsoftonline.us",
-    "https://login.chinacloudapi.cn",
-    "https://login.microsoftonline.de",
-    "http://169.254.169.254",
-    "http://localhost:2579",
-];
+pub const ALL_HOSTS: &[&str] = secrets_store_test_support::AZURE_HOSTS;
 
 /// An emulator with the standard vault (public cloud), the service principals, the workload
 /// identity's federated credential, both managed identities and the pod identity binding.
