@@ -1,20 +1,19 @@
 //! The real driver's resident size: the shipped `secrets-store-host serve` binary (`production`
 //! profile) with azure.wasm loaded, an in-process fake API server, the emulator, and 100 volumes
 //! published through its CSI socket onto real tmpfs mounts (root only) — the way kubelet drives it.
+//! The driver process itself is the shared test harness (`secrets_store_test_support::driver`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
 use keyvault_emulator::RunningEmulator;
 use secrets_store_proto::csi::v1 as csi;
-use secrets_store_proto::csi::v1::identity_client::IdentityClient;
 use secrets_store_proto::csi::v1::node_client::NodeClient;
 use secrets_store_publish::mounts;
+use secrets_store_test_support::driver::{self as harness, DriverProcess};
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::fixture::{
     self, AZURE_ALLOWED_HOSTS, BenchError, CLASS, CLIENT_ID, CLIENT_SECRET, NAMESPACE, OBJECTS,
@@ -25,6 +24,8 @@ use crate::report::{Goal, Report};
 const S: &str = "driver RSS with 100 volumes";
 pub const VOLUMES: usize = 100;
 const NODE: &str = "bench-node";
+const READY_BOUND: Duration = Duration::from_secs(120);
+const STOP_BOUND: Duration = Duration::from_secs(20);
 
 /// Build the driver binary as it ships (the `production` profile) with the cargo that runs this
 /// benchmark (same target directory); returns the executable's path.
@@ -72,253 +73,55 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The driver process and its directories; dropping it kills the driver and unmounts whatever
-/// tmpfs it left below its kubelet directory.
-struct Driver {
+/// The shared harness's driver with the benchmark's setup: the shipped binary, azure.wasm, the
+/// emulator's CA and resolve overrides, a fresh artifact cache.
+fn prepare(
     binary: PathBuf,
-    /// Holds the directories until the driver is gone.
-    _root: tempfile::TempDir,
-    kubelet: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for mount in mounts::ours_under(&self.kubelet).unwrap_or_default() {
-            let _ = mounts::unmount(&mount);
-        }
-    }
-}
-
-impl Driver {
-    fn new(
-        binary: PathBuf,
-        api: &FakeApiServer,
-        emulator: &RunningEmulator,
-    ) -> Result<Driver, BenchError> {
-        let root = tempfile::tempdir().or_fail(S, "temp dir")?;
-        let kubelet = root.path().join("kubelet");
-        let providers = root.path().join("providers");
-        let legacy = root.path().join("legacy-providers");
-        for dir in [&kubelet.join("pods"), &providers, &legacy] {
-            std::fs::create_dir_all(dir).or_fail(S, "creating directories")?;
-        }
-        let hosts = AZURE_ALLOWED_HOSTS
-            .iter()
-            .map(|h| format!("{h:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        std::fs::write(
-            providers.join("providers.yaml"),
-            format!("providers:\n  azure:\n    module: azure.wasm\n    allowedHosts: [{hosts}]\n"),
-        )
-        .or_fail(S, "providers.yaml")?;
-        std::fs::copy(secrets_store_artifacts::AZURE, providers.join("azure.wasm"))
-            .or_fail(S, "copying azure.wasm")?;
-        let kubeconfig = root.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig).or_fail(S, "kubeconfig")?;
-        let ca = root.path().join("emulator-ca.pem");
-        std::fs::write(&ca, emulator.ca_pem()).or_fail(S, "CA file")?;
-        // Created by the driver with its required mode (0700).
-        let cache = root.path().join("artifact-cache");
-        let socket = root.path().join("plugin/csi.sock");
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .or_fail(S, "a free port for metrics")?;
-        let mut args = vec![
-            "serve".to_string(),
-            format!("--endpoint=unix://{}", socket.display()),
-            format!("--nodeid={NODE}"),
-            format!("--providers-dir={}", providers.display()),
-            format!("--provider-volume={}", legacy.display()),
-            format!(
-                "--additional-provider-volume-paths={}",
-                root.path().join("none").display()
-            ),
-            format!("--kubelet-dir={}", kubelet.display()),
-            format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--metrics-addr={metrics}"),
-            format!("--artifact-cache={}", cache.display()),
-            format!("--ca-file={}", ca.display()),
-        ];
-        args.extend(
-            fixture::resolve_args(emulator)
-                .into_iter()
-                .map(|r| format!("--resolve={r}")),
-        );
-        let log = root.path().join("driver.log");
-        Ok(Driver {
-            binary,
-            _root: root,
-            kubelet,
-            socket,
-            log,
-            args,
-            child: None,
-        })
-    }
-
-    fn logs_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    async fn start(&mut self) -> Result<(), BenchError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .or_fail(S, "driver log")?;
-        let child = Command::new(&self.binary)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .or_fail(S, &format!("starting {}", self.binary.display()))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(fail(
-                    S,
-                    format!(
-                        "the driver exited early ({status}); log:\n{}",
-                        self.logs_tail()
-                    ),
-                ));
-            }
-            if self.socket.exists()
-                && let Ok(channel) = self.channel().await
-                && let Ok(reply) = IdentityClient::new(channel)
-                    .probe(csi::ProbeRequest {})
-                    .await
-                && reply.into_inner().ready == Some(true)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(fail(
-                    S,
-                    format!(
-                        "the driver did not become ready in 120 s; log:\n{}",
-                        self.logs_tail()
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        let socket = self.socket.clone();
-        Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let socket = socket.clone();
-                async move {
-                    tokio::net::UnixStream::connect(socket)
-                        .await
-                        .map(hyper_util::rt::TokioIo::new)
-                }
-            }))
-            .await
-    }
-
-    fn pid(&self) -> Result<u32, BenchError> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .ok_or_else(|| fail(S, "the driver is not running"))
-    }
-
-    /// SIGTERM and a bounded wait for a graceful exit.
-    async fn stop(&mut self) -> Result<(), BenchError> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = rustix::process::Pid::from_child(&child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => {
-                    return Err(fail(
-                        S,
-                        format!(
-                            "the driver exited with {status} on SIGTERM; log:\n{}",
-                            self.logs_tail()
-                        ),
-                    ));
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(fail(S, "the driver did not stop within 20 s of SIGTERM"));
-                }
-            }
-        }
-    }
-
-    /// The target kubelet passes for a pod's volume; kubelet creates its parent directories.
-    fn target(&self, pod: usize) -> Result<PathBuf, BenchError> {
-        let dir = self
-            .kubelet
-            .join("pods")
-            .join(fixture::pod_uid(pod))
-            .join("volumes/kubernetes.io~csi/secrets");
-        std::fs::create_dir_all(&dir).or_fail(S, "volume directory")?;
-        Ok(dir.join("mount"))
-    }
+    api: &FakeApiServer,
+    emulator: &RunningEmulator,
+    dir: &Path,
+) -> Result<DriverProcess, BenchError> {
+    let hosts = AZURE_ALLOWED_HOSTS
+        .iter()
+        .map(|h| format!("{h:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ca = dir.join("emulator-ca.pem");
+    std::fs::write(&ca, emulator.ca_pem()).or_fail(S, "CA file")?;
+    let mut args = vec![format!("--ca-file={}", ca.display())];
+    args.extend(
+        fixture::resolve_args(emulator)
+            .into_iter()
+            .map(|r| format!("--resolve={r}")),
+    );
+    let setup = harness::Setup {
+        binary,
+        node: NODE.into(),
+        providers_yaml: format!(
+            "providers:\n  azure:\n    module: azure.wasm\n    allowedHosts: [{hosts}]\n"
+        ),
+        modules: vec![("azure.wasm".into(), secrets_store_artifacts::AZURE.into())],
+        module_bytes: Vec::new(),
+        artifact_cache: None,
+        args,
+    };
+    DriverProcess::prepare(&setup, api).or_fail(S, "preparing the driver")
 }
 
 fn publish_request(target: &Path, pod: usize, uid: &str) -> csi::NodePublishVolumeRequest {
-    let context: HashMap<String, String> = [
-        ("secretProviderClass", CLASS.to_string()),
-        ("csi.storage.k8s.io/pod.name", fixture::pod_name(pod)),
-        ("csi.storage.k8s.io/pod.namespace", NAMESPACE.to_string()),
-        ("csi.storage.k8s.io/pod.uid", uid.to_string()),
-        ("csi.storage.k8s.io/serviceAccount.name", "default".into()),
-        ("csi.storage.k8s.io/ephemeral", "true".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    csi::NodePublishVolumeRequest {
-        volume_id: format!("csi-bench-{pod}"),
-        target_path: target.display().to_string(),
-        volume_capability: Some(csi::VolumeCapability {
-            access_mode: Some(csi::volume_capability::AccessMode {
-                mode: csi::volume_capability::access_mode::Mode::SingleNodeReaderOnly as i32,
-            }),
-            access_type: Some(csi::volume_capability::AccessType::Mount(
-                csi::volume_capability::MountVolume::default(),
-            )),
-        }),
-        readonly: true,
-        secrets: [
-            ("clientid".to_string(), CLIENT_ID.to_string()),
-            ("clientsecret".to_string(), CLIENT_SECRET.to_string()),
-        ]
-        .into_iter()
-        .collect(),
-        volume_context: context,
-        ..Default::default()
+    harness::publish_request(
+        &format!("csi-bench-{pod}"),
+        target,
+        CLASS,
+        (NAMESPACE, &fixture::pod_name(pod), uid),
+        &[("clientid", CLIENT_ID), ("clientsecret", CLIENT_SECRET)],
+    )
+}
+
+fn pid(driver: &DriverProcess) -> Result<u32, BenchError> {
+    match driver.pid() {
+        0 => Err(fail(S, "the driver is not running")),
+        pid => Ok(pid),
     }
 }
 
@@ -328,15 +131,11 @@ fn mib(kib: u64) -> f64 {
 
 /// Fail early, before anything is built or started, when tmpfs volumes cannot be mounted.
 pub fn require_root() -> Result<(), BenchError> {
-    if rustix::process::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(fail(
-            S,
-            "the driver mounts a real tmpfs per volume, which needs root; run the benchmark as root \
-             (for example `sudo -E cargo run --release -p secrets-store-bench`)",
-        ))
-    }
+    secrets_store_test_support::check_root(
+        "mounts a real tmpfs per volume through the driver (run the benchmark as root, e.g. \
+         `sudo -E cargo run --release -p secrets-store-bench`)",
+    )
+    .map_err(|message| fail(S, message))
 }
 
 pub async fn rss_100_volumes(
@@ -351,41 +150,36 @@ pub async fn rss_100_volumes(
         .await
         .or_fail(S, "starting the fake API server")?
         .or_fail(S, "starting the fake API server")?;
-    let mut driver = Driver::new(binary, &api, emulator)?;
+    let dir = tempfile::tempdir().or_fail(S, "temp dir")?;
+    let mut driver = prepare(binary, &api, emulator, dir.path())?;
 
     // First start: the module is compiled (and stored in the artifact cache).
-    driver.start().await?;
-    let (idle_compiled, _) = crate::proc_status_kib(driver.pid()?).or_fail(S, "/proc status")?;
-    driver.stop().await?;
+    driver.start(READY_BOUND).await.or_fail(S, "starting")?;
+    let (idle_compiled, _) = crate::proc_status_kib(pid(&driver)?).or_fail(S, "/proc status")?;
+    driver
+        .stop_gracefully(STOP_BOUND)
+        .await
+        .or_fail(S, "stopping")?;
     // Second start, as after a restart: the module comes from the artifact cache.
-    driver.start().await?;
-    let (idle, _) = crate::proc_status_kib(driver.pid()?).or_fail(S, "/proc status")?;
+    driver.start(READY_BOUND).await.or_fail(S, "restarting")?;
+    let (idle, _) = crate::proc_status_kib(pid(&driver)?).or_fail(S, "/proc status")?;
 
-    let parameters: serde_json::Map<String, serde_json::Value> = fixture::class_parameters()
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::Value::String(v)))
-        .collect();
-    api.create_json(serde_json::json!({
-        "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-        "metadata": {"name": CLASS, "namespace": NAMESPACE},
-        "spec": {"provider": "azure", "parameters": parameters}
-    }))
+    let parameters = fixture::class_parameters();
+    harness::create_class(
+        &api,
+        NAMESPACE,
+        CLASS,
+        "azure",
+        parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
     .or_fail(S, "creating the SecretProviderClass")?;
     let mut requests = Vec::with_capacity(VOLUMES);
     for pod in 0..VOLUMES {
-        let created = api
-            .create_json(serde_json::json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": fixture::pod_name(pod), "namespace": NAMESPACE},
-                "spec": {"nodeName": NODE, "serviceAccountName": "default",
-                         "containers": [{"name": "app", "image": "app"}]}
-            }))
+        let uid = harness::create_pod(&api, NAMESPACE, &fixture::pod_name(pod), NODE)
             .or_fail(S, "creating a pod")?;
-        let uid = created["metadata"]["uid"]
-            .as_str()
-            .ok_or_else(|| fail(S, "the fake API server gave the pod no uid"))?
-            .to_string();
-        let target = driver.target(pod)?;
+        let target = driver
+            .target(&fixture::pod_uid(pod), "secrets")
+            .or_fail(S, "volume directory")?;
         requests.push((target.clone(), publish_request(&target, pod, &uid)));
     }
 
@@ -408,14 +202,14 @@ pub async fn rss_100_volumes(
                 S,
                 format!(
                     "NodePublishVolume failed: {status}; driver log:\n{}",
-                    driver.logs_tail()
+                    driver.logs_tail(30)
                 ),
             )
         })?;
     }
     let publish_time = started.elapsed();
     let [rss, hwm, anon, file] =
-        crate::proc_status_fields(driver.pid()?, ["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"])
+        crate::proc_status_fields(pid(&driver)?, ["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"])
             .or_fail(S, "/proc status")?;
 
     let mounted = mounts::ours_under(&driver.kubelet).or_fail(S, "mount table")?;
@@ -464,7 +258,10 @@ pub async fn rss_100_volumes(
             ),
         ));
     }
-    driver.stop().await?;
+    driver
+        .stop_gracefully(STOP_BOUND)
+        .await
+        .or_fail(S, "stopping")?;
     drop(driver);
 
     report.value(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// Everything that can go wrong driving helm or reading its output; each names the command or file.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum DeployError {
     #[error("parsing {what}: {source}")]
     Yaml {
         what: String,
-        source: serde_yaml::Error,
+        source: serde_norway::Error,
     },
 }
 
@@ -204,7 +204,7 @@ impl Rendered {
     /// Parse a multi-document YAML stream; empty documents (comments only) are dropped.
     pub fn parse(text: &str, what: &str) -> Result<Self, DeployError> {
         let mut objects = Vec::new();
-        for document in serde_yaml::Deserializer::from_str(text) {
+        for document in serde_norway::Deserializer::from_str(text) {
             let value: Value =
                 Value::deserialize(document).map_err(|source| DeployError::Yaml {
                     what: what.to_owned(),

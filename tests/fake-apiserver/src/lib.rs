@@ -36,7 +36,9 @@ mod store;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use kube::Resource;
@@ -46,6 +48,18 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use resources::{ResourceType, default_resources};
+
+/// A pod named `name` in `namespace`, nothing else set: what tests create to own or reference.
+pub fn pod(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::Pod {
+    k8s_openapi::api::core::v1::Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
 use status::ApiError;
 use store::{DeleteOptions, State};
 
@@ -308,15 +322,12 @@ fn to_json<K: Serialize>(object: &K) -> Result<Value, StoreError> {
 
 impl Handle {
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not hide the store from the others.
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+        // parking_lot: a panicking test thread does not poison the store for the others.
+        self.shared.state.lock()
     }
 
     fn control(&self) -> MutexGuard<'_, Control> {
-        self.shared
-            .control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.control.lock()
     }
 
     /// Address the server listens on.

@@ -2,8 +2,8 @@
 //! drawn from one seeded RNG so a fixed seed and the same request sequence give the same faults, plus
 //! deterministic one-shot faults ("the next N data-plane requests answer 429").
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -172,8 +172,8 @@ impl FaultEngine {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, EngineState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, EngineState> {
+        self.state.lock()
     }
 
     pub fn set_plan(&self, plan: FaultPlan) {

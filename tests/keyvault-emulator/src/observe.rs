@@ -2,8 +2,8 @@
 //! status, whether a valid token was presented and whose it was; never secret values, tokens or
 //! credentials (token request bodies are not logged at all).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -110,8 +110,8 @@ impl Observer {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     pub fn record(&self, mut entry: LogEntry) {

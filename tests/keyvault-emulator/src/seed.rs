@@ -171,7 +171,7 @@ pub struct PodSeed {
 
 impl Seed {
     pub fn from_yaml_str(text: &str, base_dir: Option<&Path>) -> Result<Seed, Error> {
-        let mut seed: Seed = serde_yaml::from_str(text).map_err(|e| Error::SeedSyntax {
+        let mut seed: Seed = serde_norway::from_str(text).map_err(|e| Error::SeedSyntax {
             path: base_dir.map(Path::to_path_buf).unwrap_or_default(),
             message: e.to_string(),
         })?;
@@ -184,7 +184,7 @@ impl Seed {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut seed: Seed = serde_yaml::from_str(&text).map_err(|e| Error::SeedSyntax {
+        let mut seed: Seed = serde_norway::from_str(&text).map_err(|e| Error::SeedSyntax {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

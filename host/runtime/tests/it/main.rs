@@ -1,0 +1,10 @@
+//! The wasm runtime's tests against the test guests (tests/guests).
+//!
+//! One test binary for the crate: each file below is a module (see tests/support for the helpers
+//! shared across crates).
+
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
+mod support;
+
+mod guests;

@@ -1,0 +1,8 @@
+//! The fake Kubernetes API server, exercised over HTTP.
+//!
+//! One test binary for the crate: each file below is a module (see tests/support for the helpers
+//! shared across crates).
+
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
+mod api;

@@ -1,0 +1,64 @@
+//! Helpers shared by the test suites of every crate and by the benchmark, so none of them keeps its
+//! own copy: [`require_root`] for the tests that mount tmpfs, [`uds`] for a gRPC channel over a
+//! unix socket, [`openssl`] for the `openssl` CLI used as an independent oracle, and (feature
+//! `driver`) [`driver`], the shipped driver binary started as a child process the way kubelet
+//! talks to it.
+//!
+//! A dev-dependency only: nothing here ships.
+
+#[cfg(feature = "driver")]
+pub mod driver;
+pub mod openssl;
+pub mod uds;
+
+/// A mount request with `attributes` (the SecretProviderClass parameters and pod fields) and the
+/// default file mode 0644, the rest empty.
+pub fn mount_request(attributes: &[(&str, &str)]) -> secrets_store_contract::MountRequest {
+    secrets_store_contract::MountRequest {
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        default_file_mode: 0o644,
+        ..Default::default()
+    }
+}
+
+/// Every destination the Azure provider may need in any cloud (Key Vault and AAD hosts of the
+/// public, US Government, China and Germany clouds; IMDS; NMI), stated here independently of the
+/// provider's code so the suites can check what it declares and configure policies that name each
+/// one (no wildcard shortcuts for IMDS or NMI).
+pub const AZURE_HOSTS: &[&str] = &[
+    "https://*.vault.azure.net",
+    "https://*.vault.usgovcloudapi.net",
+    "https://*.vault.azure.cn",
+    "https://*.vault.microsoftazure.de",
+    "https://login.microsoftonline.com",
+    "https://login.microsoftonline.us",
+    "https://login.chinacloudapi.cn",
+    "https://login.microsoftonline.de",
+    "http://169.254.169.254",
+    "http://localhost:2579",
+];
+
+/// Panics with one clear message when the test is not running as root: `why` says what needs it
+/// (e.g. `"mounts tmpfs"`). CI runs the suite as root; a developer sees why a test cannot run
+/// instead of an `EPERM` deep inside it.
+pub fn require_root(why: &str) {
+    if let Err(message) = check_root(why) {
+        panic!("{message}");
+    }
+}
+
+/// [`require_root`] as a value, for callers that report errors instead of panicking (the
+/// benchmark).
+pub fn check_root(why: &str) -> Result<(), String> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(format!(
+            "this test {why}, which needs root: run the suite as root (CI does), e.g. \
+             `sudo -E cargo nextest run --workspace`"
+        ))
+    }
+}
