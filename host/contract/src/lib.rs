@@ -24,6 +24,18 @@ pub const DEFAULT_FILE_MODE: u32 = 0o644;
 /// What stands in for a secret value in every log line, error message, event and `Debug` output.
 pub const REDACTED: &str = "[REDACTED]";
 
+/// `Debug` for a list of HTTP headers that shows their names only: header values (Authorization,
+/// cookies, API keys) can carry credentials.
+pub struct HeaderNames<'a>(pub &'a [(String, String)]);
+
+impl fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
 /// The volume-context key under which kubelet passes the pod's service-account tokens: JSON of the
 /// form `{"<audience>":{"token":…,"expirationTimestamp":…}}` (CSIDriver `tokenRequests`).
 pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";

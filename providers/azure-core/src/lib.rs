@@ -63,7 +63,7 @@ impl fmt::Debug for HttpRequest {
             .field("url", &self.url)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                &secrets_store_contract::HeaderNames(&self.headers),
             )
             .field("body_len", &self.body.len())
             .finish()
@@ -91,7 +91,7 @@ impl fmt::Debug for HttpResponse {
             .field("status", &self.status)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                &secrets_store_contract::HeaderNames(&self.headers),
             )
             .field("body_len", &self.body.len())
             .finish()

@@ -50,7 +50,7 @@ impl fmt::Debug for Request {
             .field("url", &self.url)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                &secrets_store_contract::HeaderNames(&self.headers),
             )
             .field("body_len", &self.body.len())
             .finish()
