@@ -1,10 +1,11 @@
 //! Helpers shared by the test suites of every crate and by the benchmark, so none of them keeps its
-//! own copy: [`require_root`] for the tests that mount tmpfs, [`uds`] for a gRPC channel over a
-//! unix socket, [`openssl`] for the `openssl` CLI used as an independent oracle, and (feature
-//! `driver`) [`driver`], the shipped driver binary started as a child process the way kubelet
-//! talks to it.
+//! own copy: [`require_root`] for the tests that mount tmpfs, [`wait_for`], [`mount_request`],
+//! [`AZURE_HOSTS`], [`uds`] for a gRPC channel over a unix socket, [`openssl`] for the `openssl`
+//! CLI used as an independent oracle (and the CA chain builder), and (feature `driver`) [`driver`],
+//! the shipped driver binary started as a child process the way kubelet talks to it.
 //!
-//! A dev-dependency only: nothing here ships.
+//! A dev-dependency only: nothing here ships. `openssl.rs` and `azure.rs` use `std` only, because
+//! azure-core's suite includes them by path (see its `tests/it/main.rs`).
 
 #[cfg(feature = "driver")]
 pub mod driver;
