@@ -1,15 +1,20 @@
 //! Helpers shared by the test suites of every crate and by the benchmark, so none of them keeps its
-//! own copy: [`require_root`] for the tests that mount tmpfs, [`uds`] for a gRPC channel over a
-//! unix socket, [`openssl`] for the `openssl` CLI used as an independent oracle, and (feature
-//! `driver`) [`driver`], the shipped driver binary started as a child process the way kubelet
-//! talks to it.
+//! own copy: [`require_root`] for the tests that mount tmpfs, [`wait_for`], [`mount_request`],
+//! [`AZURE_HOSTS`], [`uds`] for a gRPC channel over a unix socket, [`openssl`] for the `openssl`
+//! CLI used as an independent oracle (and the CA chain builder), and (feature `driver`) [`driver`],
+//! the shipped driver binary started as a child process the way kubelet talks to it.
 //!
-//! A dev-dependency only: nothing here ships.
+//! A dev-dependency only: nothing here ships. `openssl.rs` and `azure.rs` use `std` only, because
+//! azure-core's suite includes them by path (see its `tests/it/main.rs`).
 
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod openssl;
 pub mod uds;
+
+pub use azure::AZURE_HOSTS;
+
+mod azure;
 
 /// A mount request with `attributes` (the SecretProviderClass parameters and pod fields) and the
 /// default file mode 0644, the rest empty.
@@ -24,22 +29,17 @@ pub fn mount_request(attributes: &[(&str, &str)]) -> secrets_store_contract::Mou
     }
 }
 
-/// Every destination the Azure provider may need in any cloud (Key Vault and AAD hosts of the
-/// public, US Government, China and Germany clouds; IMDS; NMI), stated here independently of the
-/// provider's code so the suites can check what it declares and configure policies that name each
-/// one (no wildcard shortcuts for IMDS or NMI).
-pub const AZURE_HOSTS: &[&str] = &[
-    "https://*.vault.azure.net",
-    "https://*.vault.usgovcloudapi.net",
-    "https://*.vault.azure.cn",
-    "https://*.vault.microsoftazure.de",
-    "https://login.microsoftonline.com",
-    "https://login.microsoftonline.us",
-    "https://login.chinacloudapi.cn",
-    "https://login.microsoftonline.de",
-    "http://169.254.169.254",
-    "http://localhost:2579",
-];
+/// Polls `condition` every 10 ms until it holds; fails the test after 10 s, naming `what`.
+pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
 
 /// Panics with one clear message when the test is not running as root: `why` says what needs it
 /// (e.g. `"mounts tmpfs"`). CI runs the suite as root; a developer sees why a test cannot run

@@ -16,22 +16,11 @@ use secrets_store_k8s::{
     ClientOptions, Error, EventRecorder, EventType, MountStatus, PodStatusWriter, SpcCache,
     WriteOutcome, build_client, get_pod, pod_status_name,
 };
+use secrets_store_test_support::wait_for;
 use serde_json::json;
 
 const GROUP: &str = "secrets-store.csi.x-k8s.io";
 const SPCPS: &str = "secretproviderclasspodstatuses";
-
-/// Polls `condition` until it holds, failing the test after a deadline.
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn synced(cache: &SpcCache) {
     tokio::time::timeout(Duration::from_secs(10), cache.wait_synced())

@@ -6,6 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
+/// The hosts the provider must declare, shared with the host's suites
+/// (`secrets_store_test_support::AZURE_HOSTS`), included by path for the reason below.
+#[path = "../../../../tests/support/src/azure.rs"]
+mod azure;
 mod common;
 /// The `openssl` CLI oracle and chain builder the host's suites share
 /// (`secrets_store_test_support::openssl`), included by path rather than as a dependency:

@@ -17,6 +17,7 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use secrets_store_test_support::wait_for;
 use serde_json::{Value, json};
 
 const GROUP: &str = "secrets-store.csi.x-k8s.io";
@@ -58,18 +59,6 @@ fn owned_secret(namespace: &str, name: &str, owners: &[&Pod]) -> Secret {
             ..ObjectMeta::default()
         },
         ..Secret::default()
-    }
-}
-
-/// Polls `condition` until it holds, failing the test after a deadline.
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
