@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use secrets_store_azure_core::{ErrorKind, HostFileError};
 use secrets_store_azure_core::params::{AuthMode, MountConfig, parse_parameters};
+use secrets_store_azure_core::{ErrorKind, HostFileError};
 use secrets_store_contract::SERVICE_ACCOUNT_TOKENS;
 use secrets_store_fuzz::check_objects;
 use serde::Deserialize;
@@ -34,7 +34,7 @@ struct Input {
 const MARKER: char = '\u{2603}';
 
 fn parse(input: &Input) -> Result<MountConfig, secrets_store_azure_core::ProviderError> {
-    let read = |_path: &str| -> Result<Vec<u8>, String> {
+    let read = |_path: &str| -> Result<Vec<u8>, HostFileError> {
         input
             .host_file
             .as_ref()
