@@ -171,6 +171,45 @@ struct Key {
     message: String,
 }
 
+impl Key {
+    fn of(request: &Request) -> Key {
+        let object = &request.object;
+        Key {
+            kind: object.kind.clone().unwrap_or_default(),
+            namespace: object.namespace.clone().unwrap_or_default(),
+            name: object.name.clone().unwrap_or_default(),
+            uid: object.uid.clone().unwrap_or_default(),
+            api_version: object.api_version.clone().unwrap_or_default(),
+            field_path: object.field_path.clone().unwrap_or_default(),
+            type_: request.type_,
+            reason: request.reason.clone(),
+            message: request.message.clone(),
+        }
+    }
+}
+
+/// An event's count and its first and last occurrence.
+#[derive(Clone, Copy)]
+struct Times {
+    count: i32,
+    first: Timestamp,
+    last: Timestamp,
+}
+
+async fn create(api: &Api<Event>, namespace: &str, name: &str, event: &Event) -> Result<(), Error> {
+    let op = Op {
+        verb: "create",
+        kind: "Event",
+        resource: "events",
+        namespace,
+        name,
+    };
+    api.create(&PostParams::default(), event)
+        .await
+        .map_err(|e| op.error(e))?;
+    Ok(())
+}
+
 struct Seen {
     name: String,
     count: i32,
@@ -190,13 +229,7 @@ impl Writer {
         while let Some(command) = commands.recv().await {
             match command {
                 Command::Record(request) => {
-                    let Request {
-                        object,
-                        type_,
-                        reason,
-                        message,
-                    } = *request;
-                    if let Err(error) = self.write(object, type_, reason, message).await {
+                    if let Err(error) = self.write(*request).await {
                         tracing::warn!(%error, "could not record event");
                     }
                 }
@@ -207,24 +240,10 @@ impl Writer {
         }
     }
 
-    async fn write(
-        &mut self,
-        object: ObjectReference,
-        type_: EventType,
-        reason: String,
-        message: String,
-    ) -> Result<(), Error> {
-        let key = Key {
-            kind: object.kind.clone().unwrap_or_default(),
-            namespace: object.namespace.clone().unwrap_or_default(),
-            name: object.name.clone().unwrap_or_default(),
-            uid: object.uid.clone().unwrap_or_default(),
-            api_version: object.api_version.clone().unwrap_or_default(),
-            field_path: object.field_path.clone().unwrap_or_default(),
-            type_,
-            reason: reason.clone(),
-            message: message.clone(),
-        };
+    /// Records one event: a repeat of a recent one (client-go's aggregation key) raises that
+    /// event's count, anything else creates a new Event.
+    async fn write(&mut self, request: Request) -> Result<(), Error> {
+        let key = Key::of(&request);
         // Events of cluster-scoped objects go to the default namespace, as client-go does.
         let namespace = if key.namespace.is_empty() {
             "default".to_string()
@@ -234,98 +253,99 @@ impl Writer {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Timestamp::now();
         self.tick += 1;
+        let tick = self.tick;
 
         if let Some(seen) = self.seen.get_mut(&key) {
             seen.count += 1;
-            seen.used = self.tick;
-            let (name, count, first) = (seen.name.clone(), seen.count, seen.first);
-            let op = Op {
-                verb: "patch",
-                kind: "Event",
-                resource: "events",
-                namespace: &namespace,
-                name: &name,
+            seen.used = tick;
+            let name = seen.name.clone();
+            let times = Times {
+                count: seen.count,
+                first: seen.first,
+                last: now,
             };
-            let patch = serde_json::json!({
-                "count": count,
-                "lastTimestamp": Time(now),
-                "message": message,
-            });
-            match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                // The event expired (events live an hour by default): write it again.
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    let event = self.event(
-                        &namespace, &name, object, type_, reason, message, count, first, now,
-                    );
-                    let op = Op {
-                        verb: "create",
-                        ..op
-                    };
-                    api.create(&PostParams::default(), &event)
-                        .await
-                        .map_err(|e| op.error(e))?;
-                    return Ok(());
-                }
-                Err(e) => return Err(op.error(e)),
-            }
+            return self.bump(&api, &namespace, &name, request, times).await;
         }
 
         let name = event_name(&key.name, now);
-        let event = self.event(
-            &namespace, &name, object, type_, reason, message, 1, now, now,
-        );
-        let op = Op {
-            verb: "create",
-            kind: "Event",
-            resource: "events",
-            namespace: &namespace,
-            name: &name,
+        let times = Times {
+            count: 1,
+            first: now,
+            last: now,
         };
-        api.create(&PostParams::default(), &event)
-            .await
-            .map_err(|e| op.error(e))?;
+        create(
+            &api,
+            &namespace,
+            &name,
+            &self.event(&namespace, &name, request, times),
+        )
+        .await?;
         self.remember(
             key,
             Seen {
                 name,
                 count: 1,
                 first: now,
-                used: self.tick,
+                used: tick,
             },
         );
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn event(
+    /// Raises a recorded event's count and time; one that expired meanwhile (events live an hour by
+    /// default) is written again.
+    async fn bump(
         &self,
+        api: &Api<Event>,
         namespace: &str,
         name: &str,
-        object: ObjectReference,
-        type_: EventType,
-        reason: String,
-        message: String,
-        count: i32,
-        first: Timestamp,
-        last: Timestamp,
-    ) -> Event {
+        request: Request,
+        times: Times,
+    ) -> Result<(), Error> {
+        let patch = serde_json::json!({
+            "count": times.count,
+            "lastTimestamp": Time(times.last),
+            "message": request.message,
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                create(
+                    api,
+                    namespace,
+                    name,
+                    &self.event(namespace, name, request, times),
+                )
+                .await
+            }
+            Err(e) => Err(Op {
+                verb: "patch",
+                kind: "Event",
+                resource: "events",
+                namespace,
+                name,
+            }
+            .error(e)),
+        }
+    }
+
+    fn event(&self, namespace: &str, name: &str, request: Request, times: Times) -> Event {
         Event {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(namespace.into()),
                 ..ObjectMeta::default()
             },
-            involved_object: object,
-            type_: Some(type_.as_str().into()),
-            reason: Some(reason),
-            message: Some(message),
-            count: Some(count),
-            first_timestamp: Some(Time(first)),
-            last_timestamp: Some(Time(last)),
+            involved_object: request.object,
+            type_: Some(request.type_.as_str().into()),
+            reason: Some(request.reason),
+            message: Some(request.message),
+            count: Some(times.count),
+            first_timestamp: Some(Time(times.first)),
+            last_timestamp: Some(Time(times.last)),
             source: Some(self.source.clone()),
             reporting_component: self.source.component.clone(),
             reporting_instance: self.source.host.clone(),

@@ -13,6 +13,8 @@
 //! crates refuse, and the crates that do read such files (`p12`, `p12-keystore`, OpenSSL) bring
 //! general ASN.1 and crypto stacks too large for a provider that travels in a 1 MiB ConfigMap.
 
+use std::borrow::Cow;
+
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockDecryptMut, InnerIvInit, KeyInit, KeyIvInit};
 use hmac::{Hmac, Mac};
@@ -480,88 +482,129 @@ fn decrypt_pbes2(params: &Tlv<'_>, ciphertext: &[u8]) -> Result<Vec<u8>> {
     let scheme = fields
         .read("missing PBES2 encryption scheme")?
         .expect(der::TAG_SEQUENCE, "bad PBES2 encryption scheme")?;
-
-    let mut kdf_fields = kdf.children()?;
-    let kdf_oid = kdf_fields.read("missing KDF OID")?.oid()?;
-    if kdf_oid != oids::PBKDF2 {
-        return Err(Pkcs12Error::UnsupportedCipher(format!(
-            "key derivation {}",
-            der::oid_to_string(kdf_oid)
-        )));
-    }
-    let kdf_params = kdf_fields
-        .read("missing PBKDF2 parameters")?
-        .expect(der::TAG_SEQUENCE, "bad PBKDF2 parameters")?;
-    let mut kdf_param_fields = kdf_params.children()?;
-    let salt = kdf_param_fields.read("missing PBKDF2 salt")?;
-    if salt.base_tag() != der::TAG_OCTET_STRING {
-        return Err(Pkcs12Error::UnsupportedCipher(
-            "PBKDF2 with a non-literal salt".to_string(),
-        ));
-    }
-    let salt = salt.octets()?;
-    let rounds = iterations(
-        kdf_param_fields
-            .read("missing PBKDF2 iterations")?
-            .small_uint()?,
-    )?;
-    let key_length = match kdf_param_fields.read_optional(der::TAG_INTEGER)? {
-        Some(length) => Some(length.small_uint()?),
-        None => None,
-    };
-    let prf = match kdf_param_fields.read_optional(der::TAG_SEQUENCE)? {
-        Some(prf) => prf.children()?.read("missing PRF OID")?.oid()?,
-        None => oids::HMAC_SHA1,
-    };
-
-    let mut scheme_fields = scheme.children()?;
-    let cipher_oid = scheme_fields.read("missing cipher OID")?.oid()?;
-    let iv = scheme_fields.read("missing cipher IV")?;
-    if iv.base_tag() != der::TAG_OCTET_STRING {
-        return Err(Pkcs12Error::UnsupportedCipher(format!(
-            "{} with non-IV parameters",
-            der::oid_to_string(cipher_oid)
-        )));
-    }
-    let iv = iv.octets()?;
-    let cipher_key_len = match cipher_oid {
-        oids::AES128_CBC => 16,
-        oids::AES192_CBC => 24,
-        oids::AES256_CBC => 32,
-        oids::DES_EDE3_CBC => 24,
-        other => return Err(Pkcs12Error::UnsupportedCipher(der::oid_to_string(other))),
-    };
-    if key_length.is_some_and(|len| len != cipher_key_len as u64) {
+    let kdf = Pbkdf2::parse(&kdf)?;
+    let cipher = Cbc::parse(&scheme)?;
+    if kdf
+        .key_length
+        .is_some_and(|len| len != cipher.key_len as u64)
+    {
         return Err(DerError("PBKDF2 key length does not match the cipher").into());
     }
+    let key = kdf.derive(cipher.key_len)?;
+    cipher.decrypt(&key, ciphertext)
+}
 
-    // PBES2 derives from the password octets themselves: for an empty password, nothing.
-    let password: &[u8] = EMPTY_RAW;
-    let mut key = vec![0u8; cipher_key_len];
-    match prf {
-        oids::HMAC_SHA1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, &salt, rounds, &mut key),
-        oids::HMAC_SHA224 => pbkdf2::pbkdf2_hmac::<Sha224>(password, &salt, rounds, &mut key),
-        oids::HMAC_SHA256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, rounds, &mut key),
-        oids::HMAC_SHA384 => pbkdf2::pbkdf2_hmac::<Sha384>(password, &salt, rounds, &mut key),
-        oids::HMAC_SHA512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, &salt, rounds, &mut key),
-        other => {
+/// PBES2's key derivation: PBKDF2 with its salt, rounds, optional key length and PRF (RFC 8018
+/// A.2).
+struct Pbkdf2<'a> {
+    salt: Cow<'a, [u8]>,
+    rounds: u32,
+    key_length: Option<u64>,
+    prf: &'a [u8],
+}
+
+impl<'a> Pbkdf2<'a> {
+    fn parse(kdf: &Tlv<'a>) -> Result<Self> {
+        let mut kdf_fields = kdf.children()?;
+        let kdf_oid = kdf_fields.read("missing KDF OID")?.oid()?;
+        if kdf_oid != oids::PBKDF2 {
             return Err(Pkcs12Error::UnsupportedCipher(format!(
-                "PBKDF2 PRF {}",
-                der::oid_to_string(other)
+                "key derivation {}",
+                der::oid_to_string(kdf_oid)
             )));
         }
+        let kdf_params = kdf_fields
+            .read("missing PBKDF2 parameters")?
+            .expect(der::TAG_SEQUENCE, "bad PBKDF2 parameters")?;
+        let mut fields = kdf_params.children()?;
+        let salt = fields.read("missing PBKDF2 salt")?;
+        if salt.base_tag() != der::TAG_OCTET_STRING {
+            return Err(Pkcs12Error::UnsupportedCipher(
+                "PBKDF2 with a non-literal salt".to_string(),
+            ));
+        }
+        let salt = salt.octets()?;
+        let rounds = iterations(fields.read("missing PBKDF2 iterations")?.small_uint()?)?;
+        let key_length = match fields.read_optional(der::TAG_INTEGER)? {
+            Some(length) => Some(length.small_uint()?),
+            None => None,
+        };
+        let prf = match fields.read_optional(der::TAG_SEQUENCE)? {
+            Some(prf) => prf.children()?.read("missing PRF OID")?.oid()?,
+            None => oids::HMAC_SHA1,
+        };
+        Ok(Pbkdf2 {
+            salt,
+            rounds,
+            key_length,
+            prf,
+        })
     }
 
-    let mut buffer = ciphertext.to_vec();
-    let plaintext_len = match cipher_oid {
-        oids::AES128_CBC => cbc_decrypt::<aes::Aes128>(&key, &iv, &mut buffer),
-        oids::AES192_CBC => cbc_decrypt::<aes::Aes192>(&key, &iv, &mut buffer),
-        oids::AES256_CBC => cbc_decrypt::<aes::Aes256>(&key, &iv, &mut buffer),
-        _ => cbc_decrypt::<des::TdesEde3>(&key, &iv, &mut buffer),
+    fn derive(&self, key_len: usize) -> Result<Vec<u8>> {
+        // PBES2 derives from the password octets themselves: for an empty password, nothing.
+        let password: &[u8] = EMPTY_RAW;
+        let (salt, rounds) = (&self.salt[..], self.rounds);
+        let mut key = vec![0u8; key_len];
+        match self.prf {
+            oids::HMAC_SHA1 => pbkdf2::pbkdf2_hmac::<Sha1>(password, salt, rounds, &mut key),
+            oids::HMAC_SHA224 => pbkdf2::pbkdf2_hmac::<Sha224>(password, salt, rounds, &mut key),
+            oids::HMAC_SHA256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, rounds, &mut key),
+            oids::HMAC_SHA384 => pbkdf2::pbkdf2_hmac::<Sha384>(password, salt, rounds, &mut key),
+            oids::HMAC_SHA512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, rounds, &mut key),
+            other => {
+                return Err(Pkcs12Error::UnsupportedCipher(format!(
+                    "PBKDF2 PRF {}",
+                    der::oid_to_string(other)
+                )));
+            }
+        }
+        Ok(key)
     }
-    .ok_or(Pkcs12Error::Decrypt)?;
-    buffer.truncate(plaintext_len);
-    Ok(buffer)
+}
+
+/// PBES2's encryption scheme: a CBC block cipher and its IV.
+struct Cbc<'a> {
+    oid: &'a [u8],
+    iv: Cow<'a, [u8]>,
+    key_len: usize,
+}
+
+impl<'a> Cbc<'a> {
+    fn parse(scheme: &Tlv<'a>) -> Result<Self> {
+        let mut fields = scheme.children()?;
+        let oid = fields.read("missing cipher OID")?.oid()?;
+        let iv = fields.read("missing cipher IV")?;
+        if iv.base_tag() != der::TAG_OCTET_STRING {
+            return Err(Pkcs12Error::UnsupportedCipher(format!(
+                "{} with non-IV parameters",
+                der::oid_to_string(oid)
+            )));
+        }
+        let iv = iv.octets()?;
+        let key_len = match oid {
+            oids::AES128_CBC => 16,
+            oids::AES192_CBC => 24,
+            oids::AES256_CBC => 32,
+            oids::DES_EDE3_CBC => 24,
+            other => return Err(Pkcs12Error::UnsupportedCipher(der::oid_to_string(other))),
+        };
+        Ok(Cbc { oid, iv, key_len })
+    }
+
+    fn decrypt(&self, key: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
+        let mut buffer = ciphertext.to_vec();
+        let iv = &self.iv[..];
+        let plaintext_len = match self.oid {
+            oids::AES128_CBC => cbc_decrypt::<aes::Aes128>(key, iv, &mut buffer),
+            oids::AES192_CBC => cbc_decrypt::<aes::Aes192>(key, iv, &mut buffer),
+            oids::AES256_CBC => cbc_decrypt::<aes::Aes256>(key, iv, &mut buffer),
+            _ => cbc_decrypt::<des::TdesEde3>(key, iv, &mut buffer),
+        }
+        .ok_or(Pkcs12Error::Decrypt)?;
+        buffer.truncate(plaintext_len);
+        Ok(buffer)
+    }
 }
 
 fn cbc_decrypt<C>(key: &[u8], iv: &[u8], buffer: &mut [u8]) -> Option<usize>

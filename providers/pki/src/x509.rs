@@ -2,7 +2,7 @@
 //! (`--construct-pem-chain`, on by default): leaf first, then each issuer, matched by
 //! Authority Key Identifier → Subject Key Identifier.
 
-use crate::der::{self, DerError, oids};
+use crate::der::{self, DerError, Tlv, oids};
 
 /// The key identifiers of one certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +14,24 @@ pub struct KeyIds {
 /// Parses a DER certificate far enough to read its key identifiers; fails on anything that is
 /// not a certificate.
 pub fn key_ids(certificate: &[u8]) -> Result<KeyIds, DerError> {
+    let mut ids = KeyIds::default();
+    let Some(extensions) = extensions(certificate)? else {
+        return Ok(ids);
+    };
+    let list = extensions
+        .children()?
+        .read("empty extensions")?
+        .expect(der::TAG_SEQUENCE, "extensions are not a SEQUENCE")?;
+    let mut list = list.children()?;
+    while let Some(extension) = list.next_tlv()? {
+        read_key_id(&mut ids, extension)?;
+    }
+    Ok(ids)
+}
+
+/// Checks the certificate's outer structure and walks its TBSCertificate to the `[3]` extensions,
+/// if there are any.
+fn extensions(certificate: &[u8]) -> Result<Option<Tlv<'_>>, DerError> {
     let cert = der::parse_single(certificate)?
         .expect(der::TAG_SEQUENCE, "certificate is not a SEQUENCE")?;
     let mut cert_fields = cert.children()?;
@@ -48,56 +66,50 @@ pub fn key_ids(certificate: &[u8]) -> Result<KeyIds, DerError> {
     fields.read_optional(0xa1)?;
     fields.read_optional(0x82)?; // subjectUniqueID
     fields.read_optional(0xa2)?;
-    let mut ids = KeyIds::default();
-    let Some(extensions) = fields.read_optional(0xa3)? else {
-        return Ok(ids);
-    };
-    let list = extensions
-        .children()?
-        .read("empty extensions")?
-        .expect(der::TAG_SEQUENCE, "extensions are not a SEQUENCE")?;
-    let mut list = list.children()?;
-    while let Some(extension) = list.next_tlv()? {
-        let mut ext = extension
-            .expect(der::TAG_SEQUENCE, "extension is not a SEQUENCE")?
-            .children()?;
-        let id = ext.read("missing extension id")?.oid()?;
-        let mut value = ext.read("missing extension value")?;
-        if value.tag == 0x01 {
-            value = ext.read("missing extension value")?; // critical flag
-        }
-        if value.base_tag() != der::TAG_OCTET_STRING {
-            return Err(DerError("extension value is not an OCTET STRING"));
-        }
-        let value = value.octets()?;
-        if id == oids::SUBJECT_KEY_ID {
-            if ids.subject.is_some() {
-                return Err(DerError("duplicate subject key identifier"));
-            }
-            let ski = der::parse_single(&value)?;
-            if ski.base_tag() != der::TAG_OCTET_STRING {
-                return Err(DerError("subject key identifier is not an OCTET STRING"));
-            }
-            ids.subject = Some(ski.octets()?.into_owned());
-        } else if id == oids::AUTHORITY_KEY_ID {
-            if ids.authority.is_some() {
-                return Err(DerError("duplicate authority key identifier"));
-            }
-            let aki = der::parse_single(&value)?.expect(
-                der::TAG_SEQUENCE,
-                "authority key identifier is not a SEQUENCE",
-            )?;
-            let mut aki_fields = aki.children()?;
-            // keyIdentifier [0] IMPLICIT OCTET STRING OPTIONAL; the issuer/serial form is ignored.
-            ids.authority = match aki_fields.peek_tag() {
-                Some(0x80) | Some(0xa0) => {
-                    Some(aki_fields.read("keyIdentifier")?.octets()?.into_owned())
-                }
-                _ => None,
-            };
-        }
+    fields.read_optional(0xa3)
+}
+
+/// Reads one extension into `ids` when it is a subject or authority key identifier.
+fn read_key_id(ids: &mut KeyIds, extension: Tlv<'_>) -> Result<(), DerError> {
+    let mut ext = extension
+        .expect(der::TAG_SEQUENCE, "extension is not a SEQUENCE")?
+        .children()?;
+    let id = ext.read("missing extension id")?.oid()?;
+    let mut value = ext.read("missing extension value")?;
+    if value.tag == 0x01 {
+        value = ext.read("missing extension value")?; // critical flag
     }
-    Ok(ids)
+    if value.base_tag() != der::TAG_OCTET_STRING {
+        return Err(DerError("extension value is not an OCTET STRING"));
+    }
+    let value = value.octets()?;
+    if id == oids::SUBJECT_KEY_ID {
+        if ids.subject.is_some() {
+            return Err(DerError("duplicate subject key identifier"));
+        }
+        let ski = der::parse_single(&value)?;
+        if ski.base_tag() != der::TAG_OCTET_STRING {
+            return Err(DerError("subject key identifier is not an OCTET STRING"));
+        }
+        ids.subject = Some(ski.octets()?.into_owned());
+    } else if id == oids::AUTHORITY_KEY_ID {
+        if ids.authority.is_some() {
+            return Err(DerError("duplicate authority key identifier"));
+        }
+        let aki = der::parse_single(&value)?.expect(
+            der::TAG_SEQUENCE,
+            "authority key identifier is not a SEQUENCE",
+        )?;
+        let mut aki_fields = aki.children()?;
+        // keyIdentifier [0] IMPLICIT OCTET STRING OPTIONAL; the issuer/serial form is ignored.
+        ids.authority = match aki_fields.peek_tag() {
+            Some(0x80) | Some(0xa0) => {
+                Some(aki_fields.read("keyIdentifier")?.octets()?.into_owned())
+            }
+            _ => None,
+        };
+    }
+    Ok(())
 }
 
 /// Orders certificates leaf → intermediates → root.
