@@ -112,6 +112,17 @@ impl Publisher {
         self.volumes.len()
     }
 
+    /// When a volume mounted or refreshed now is due for its next refresh: after the rotation
+    /// interval plus jitter, so volumes mounted together drift apart instead of refreshing in waves.
+    pub(crate) fn next_refresh(&self) -> Instant {
+        Instant::now()
+            + self
+                .config
+                .rotation_interval
+                .map(jittered)
+                .unwrap_or_default()
+    }
+
     fn pods_dir(&self) -> PathBuf {
         self.config.kubelet_dir.join("pods")
     }
@@ -189,12 +200,7 @@ impl Publisher {
         // clean up.
         self.mount_and_write(target, context, &response).await?;
 
-        let next = Instant::now()
-            + self
-                .config
-                .rotation_interval
-                .map(jittered)
-                .unwrap_or_default();
+        let next = self.next_refresh();
         self.volumes
             .remember(&request.volume_id, response.object_versions.clone(), next);
         // The pod status is written first: a pod without a controller owner makes it the Secrets'

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use secrets_store_contract::ObjectVersion;
 use secrets_store_k8s::EventType;
 
-use super::{Publisher, jittered, write_files};
+use super::{Publisher, write_files};
 use crate::error::PublishError;
 use crate::pipeline::PublishOutcome;
 use crate::volume::{PublishRequest, VolumeContext};
@@ -32,14 +32,8 @@ impl Publisher {
         let result = self
             .refresh(request, context, versions, adopting, &mut provider)
             .await;
-        // Whatever happened, try again only after the next interval (with jitter, so volumes mounted
-        // together drift apart instead of refreshing in waves).
-        let next = Instant::now()
-            + self
-                .config
-                .rotation_interval
-                .map(jittered)
-                .unwrap_or_default();
+        // Whatever happened, try again only after the next interval.
+        let next = self.next_refresh();
         let elapsed = started.elapsed();
         match result {
             Ok(refresh) => self.refreshed(request, context, &provider, elapsed, next, refresh),
